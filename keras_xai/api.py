@@ -76,3 +76,5 @@ def create_analyzer(name: str, model: keras.Model, engine: str = "native", **par
     return ENGINES[engine](method, model, **params)
 
 
+# The innvestigate and deeplift engines (worker processes) register themselves on import.
+import keras_xai.engines  # noqa: E402,F401

@@ -1,0 +1,141 @@
+"""``engine="deeplift"``: deeplift 0.6.13 in a worker process, with the native engine's API.
+
+Methods (Shrikumar et al. 2017; "When Explanations Lie", eq. 13 and section 5):
+
+- ``deep_lift.rescale``: the Rescale rule at every nonlinearity;
+- ``deep_lift.reveal_cancel``: the RevealCancel rule at every nonlinearity;
+- ``deep_lift.ablation``: the paper's ablation: in every linear layer (Dense, Conv2D, BatchNorm,
+  Add) positive multipliers flow only through positive weights and negative multipliers only
+  through negative weights; the cross terms ``W+ r-`` and ``W- r+`` are dropped. Its nonlinear rule
+  is ``nonlinear_mode`` ("reveal_cancel" by default, or "rescale").
+
+``reference`` (default 0: the zero reference of the paper) is a number, an array shaped like one
+input, or one reference per sample. :meth:`analyze` returns the contributions of the input
+(they sum to ``f(x) - f(reference)`` for the selected output); :meth:`relevances` the contributions
+at every layer's output; :meth:`propagate_from` sets the positive and negative multipliers of the
+chosen layer to the injected vector and returns the contributions below it (the paper's CSC).
+
+The worker converts the model with deeplift's Keras converter, plus converters for ``Add`` (a linear
+layer with identity weights), ``GlobalAveragePooling2D``, ``ZeroPadding2D``, ``ReLU`` and linear
+activations (so ResNet-50 converts), and deeplift's ``update_task_vector`` speed fix.
+"""
+from __future__ import annotations
+
+import numpy as np
+from tensorflow import keras
+
+from keras_xai.canonize import UnsupportedLayerError
+from keras_xai.engines.base import WorkerAnalyzer
+
+ENGINE = "deeplift"
+
+NONLINEAR_MODES = ("rescale", "reveal_cancel")
+
+#: name -> (family, parameters with defaults, description)
+METHODS = {
+    "deep_lift.rescale": ("deep_lift", {"reference": 0.0}, "DeepLIFT with the Rescale rule (zero reference by default)."),
+    "deep_lift.reveal_cancel": ("deep_lift", {"reference": 0.0},
+                                "DeepLIFT with the RevealCancel rule (zero reference by default)."),
+    "deep_lift.ablation": ("deep_lift", {"reference": 0.0, "nonlinear_mode": "reveal_cancel"},
+                           "DeepLIFT without the cross terms W+ r- and W- r+ of the linear rule "
+                           "(the paper's ablation)."),
+}
+
+#: Keras layer types the worker converts.
+SUPPORTED_LAYERS = (
+    "InputLayer", "Dense", "Conv2D", "Conv1D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
+    "AveragePooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "ZeroPadding2D", "BatchNormalization", "Dropout", "Flatten", "Activation", "ReLU", "Add",
+    "Concatenate",
+)
+#: Activations deeplift converts (fused or as Activation layers).
+SUPPORTED_ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")
+
+
+def _activation_name(layer) -> str | None:
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    return getattr(activation, "__name__", str(activation))
+
+
+def check_convertible(model: keras.Model, method: str) -> None:
+    """Raise :class:`UnsupportedLayerError` naming the first layer deeplift cannot convert."""
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind not in SUPPORTED_LAYERS:
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} ({kind}) cannot be converted by deeplift for {method}; "
+                f"supported layers: {', '.join(SUPPORTED_LAYERS)}")
+        activation = _activation_name(layer)
+        if activation is not None and activation not in SUPPORTED_ACTIVATIONS:
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} ({kind}) uses the {activation!r} activation, which deeplift cannot "
+                f"convert for {method}; supported: {', '.join(SUPPORTED_ACTIVATIONS)}")
+        if isinstance(layer, keras.layers.ReLU) and (
+                layer.max_value is not None or float(layer.negative_slope) != 0 or float(layer.threshold) != 0):
+            raise UnsupportedLayerError(f"layer {layer.name!r} (ReLU) has max_value/negative_slope/threshold; "
+                                        f"deeplift converts the plain ReLU only")
+        if isinstance(layer, keras.layers.Conv2D) and tuple(layer.dilation_rate) != (1, 1):
+            raise UnsupportedLayerError(f"layer {layer.name!r} (Conv2D) is dilated; deeplift supports dilation 1 only")
+        if isinstance(layer, keras.layers.Conv2D) and getattr(layer, "groups", 1) != 1:
+            raise UnsupportedLayerError(f"layer {layer.name!r} (Conv2D) is grouped; deeplift supports groups=1 only")
+    last = model.outputs[0]._keras_history.layer
+    if isinstance(last, (keras.layers.Activation, keras.layers.ReLU)) or \
+            _activation_name(last) not in (None, "linear"):
+        raise UnsupportedLayerError(
+            f"the output layer {last.name!r} ({type(last).__name__}) applies an activation; DeepLIFT explains "
+            "the output of a linear layer (e.g. the logits): end the model with a linear Dense layer")
+
+
+class DeepLiftAnalyzer(WorkerAnalyzer):
+    """A deeplift 0.6.13 explanation run in the worker process; see :mod:`keras_xai.engines.deeplift_engine`."""
+
+    engine = ENGINE
+    worker_module = "keras_xai.engines.deeplift_worker_main"
+    model_variant = "functional:"
+
+    def _check_model(self, model):
+        super()._check_model(model)
+        check_convertible(model, self.name)
+
+    def _validate_params(self, params: dict) -> None:
+        if self.name not in METHODS:
+            raise ValueError(f"the deeplift engine has no method {self.name!r}; it offers {', '.join(sorted(METHODS))}")
+        allowed = METHODS[self.name][1]
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise TypeError(f"{self.name} (engine='deeplift') got unexpected parameter(s) {unknown}; "
+                            f"it accepts {sorted(allowed)}")
+        mode = params.get("nonlinear_mode", "reveal_cancel")
+        if mode not in NONLINEAR_MODES:
+            raise ValueError(f"{self.name}: nonlinear_mode must be one of {NONLINEAR_MODES}, got {mode!r}")
+        reference = np.asarray(params.get("reference", 0.0))
+        if not np.issubdtype(reference.dtype, np.number) or not np.isfinite(reference).all():
+            raise ValueError(f"{self.name}: reference must be finite numbers, got {params.get('reference')!r}")
+
+    def _model_to_save(self, model):
+        # deeplift keeps layer names only when converting functional models.
+        if isinstance(model, keras.Sequential):
+            return keras.Model(model.inputs, model.outputs, name=model.name)
+        return model
+
+    def _method_params(self) -> dict:
+        return {k: v for k, v in self.params.items() if k != "reference"}
+
+    def _extra_arrays(self, x: np.ndarray) -> dict:
+        reference = np.asarray(self.params.get("reference", 0.0), dtype=np.float32)
+        try:
+            if reference.ndim == x.ndim:
+                reference = np.broadcast_to(reference, x.shape)
+            else:
+                reference = np.broadcast_to(reference, x.shape[1:])[None].repeat(len(x), axis=0)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: reference of shape {reference.shape} does not fit inputs of shape "
+                             f"{x.shape}: give a number, one input ({x.shape[1:]}) or one per sample") from error
+        return {"reference": np.ascontiguousarray(reference)}
+
+
+def create(method, model, **params) -> DeepLiftAnalyzer:
+    """Factory registered as ``engine="deeplift"``."""
+    return DeepLiftAnalyzer(method, model, **params)

@@ -1,0 +1,212 @@
+"""engine="deeplift": summation-to-delta, a NumPy DeepLIFT on a dense net (Rescale, RevealCancel and
+the ablation), deeplift's own code path, injection, and the converters ResNet-50 needs.
+
+(The native engine has no DeepLIFT yet; when it registers the same names, the agreement test runs.)
+"""
+import numpy as np
+import pytest
+
+import keras_xai
+
+from conftest import images
+
+TOLERANCE = 1e-4
+
+
+def _delta(model, x, reference, unit):
+    return model(x).numpy()[:, unit] - model(reference).numpy()[:, unit]
+
+
+def _sums(values):
+    return values.reshape(len(values), -1).sum(axis=1, dtype=np.float64)
+
+
+def assert_conserves(contributions, total, rtol=1e-5, what=""):
+    """sum(contributions) == total within ``rtol`` relative to the sum of |contributions| (the scale
+    of float32 rounding in a sum with cancellations)."""
+    scale = np.abs(contributions).reshape(len(contributions), -1).sum(axis=1, dtype=np.float64)
+    error = np.abs(_sums(contributions) - total)
+    assert (error <= rtol * np.maximum(scale, np.abs(total))).all(), (
+        f"{what}: |sum - total| = {error}, sum |contributions| = {scale}")
+
+
+@pytest.mark.parametrize("method", ["deep_lift.rescale", "deep_lift.reveal_cancel"])
+def test_summation_to_delta_on_a_residual_net_with_batchnorm(resnet_style, method):
+    x = images(0, (4, 16, 16, 3))
+    reference = images(1, (1, 16, 16, 3), -0.2, 0.2)[0]
+    for ref, ref_batch in ((0.0, np.zeros_like(x)), (reference, np.broadcast_to(reference, x.shape))):
+        analyzer = keras_xai.create_analyzer(method, resnet_style, engine="deeplift", reference=ref)
+        contributions = analyzer.analyze(x, neuron_selection=2)
+        assert_conserves(contributions, _delta(resnet_style, x, ref_batch, 2), what=f"{method} reference {ref!r}")
+
+
+def test_summation_to_delta_on_the_appendix_d_net(cifar_logits):
+    """Every layer conserves the contributions except max pooling, whose gradient rule (deeplift's
+    only one) does not when the reference activations differ within a pooling window (they do at
+    the borders of 'same' convolutions); above the last pooling the sum is the logit difference."""
+    x = images(2, (4, 32, 32, 3))
+    analyzer = keras_xai.create_analyzer("deep_lift.rescale", cifar_logits, engine="deeplift")
+    relevances = analyzer.relevances(x, neuron_selection=4)
+    delta = _delta(cifar_logits, x, np.zeros_like(x), 4)
+    for name in ("fc6", "relu5", "fc5", "flatten", "pool4"):
+        assert_conserves(relevances[name], delta, what=name)
+    order = ["input", "conv1", "relu1", "conv2", "relu2"], ["pool2", "conv3", "relu3", "conv4", "relu4"]
+    for group in order:
+        for lower, upper in zip(group, group[1:]):
+            assert_conserves(relevances[lower], _sums(relevances[upper]), what=f"{lower} vs {upper}")
+    np.testing.assert_array_equal(relevances["input"], analyzer.analyze(x, neuron_selection=4))
+
+
+def _dense_deeplift_numpy(model, x, reference, unit, mode, ablation=False):
+    """DeepLIFT (Shrikumar et al. 2017) on Dense(relu) -> Dense, in NumPy float64, following the
+    deeplift package's rules; ``ablation`` drops the cross terms of the linear rule (paper eq. 13)."""
+    w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
+    x, reference = x.astype(np.float64), reference.astype(np.float64)
+    dx = x - reference
+    positive_w1, negative_w1 = np.maximum(w1, 0), np.minimum(w1, 0)
+    z, z_ref = x @ w1 + b1, reference @ w1 + b1
+    dz = z - z_ref
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+    if mode == "rescale":
+        far = np.abs(dz) >= 1e-7
+        scale = np.where(far, (relu(z) - relu(z_ref)) / np.where(far, dz, 1), (z_ref > 0).astype(float))
+        scale_pos = scale_neg = scale
+    else:  # RevealCancel
+        dx_pos, dx_neg = dx * (dx > 0), dx * (dx < 0)
+        dz_pos = dx_pos @ positive_w1 + dx_neg @ negative_w1
+        dz_neg = dx_neg @ positive_w1 + dx_pos @ negative_w1
+
+        def pseudo(v):
+            small = np.abs(v) < 0.5e-7
+            return v + 1e-7 * (small & (v >= 0)) - 1e-7 * (small & (v < 0))
+        dz_pos, dz_neg = pseudo(dz_pos), pseudo(dz_neg)
+        dy_pos = 0.5 * (relu(z_ref + dz_pos) - relu(z_ref)) + 0.5 * (relu(z_ref + dz_neg + dz_pos) - relu(z_ref + dz_neg))
+        dy_neg = 0.5 * (relu(z_ref + dz_neg) - relu(z_ref)) + 0.5 * (relu(z_ref + dz_pos + dz_neg) - relu(z_ref + dz_pos))
+        scale_pos, scale_neg = dy_pos / dz_pos, dy_neg / dz_neg
+    # Multipliers of the hidden ReLU outputs from the output layer (one-hot at ``unit``).
+    h, h_ref = relu(z), relu(z_ref)
+    dh = h - h_ref
+    target = np.zeros((len(x), w2.shape[1]))
+    target[:, unit] = 1.0
+
+    def linear(d_in, weights, m_pos, m_neg):
+        wp, wn = np.maximum(weights, 0).T, np.minimum(weights, 0).T
+        kept = m_pos @ wp + m_neg @ wn
+        crossed = m_pos @ wn + m_neg @ wp
+        if ablation:
+            return (d_in > 0) * kept + (d_in == 0) * 0.5 * kept
+        return (d_in > 0) * kept + (d_in < 0) * crossed + (d_in == 0) * 0.5 * ((m_pos + m_neg) @ weights.T)
+
+    m_h = linear(dh, w2, target, target)
+    m_z_pos, m_z_neg = scale_pos * m_h, scale_neg * m_h
+    m_x = linear(dx, w1, m_z_pos, m_z_neg)
+    return m_x * dx
+
+
+@pytest.mark.parametrize("method,mode,ablation", [
+    ("deep_lift.rescale", "rescale", False),
+    ("deep_lift.reveal_cancel", "reveal_cancel", False),
+    ("deep_lift.ablation", "reveal_cancel", True),
+])
+def test_matches_a_numpy_deeplift_on_a_dense_net(method, mode, ablation):
+    import native_test_models
+    model = native_test_models.dense_net(seed=8, bias_scale=0.5)
+    x = np.random.default_rng(3).normal(size=(7, 8)).astype(np.float32)
+    reference = np.random.default_rng(4).normal(scale=0.3, size=(8,)).astype(np.float32)
+    ours = keras_xai.create_analyzer(method, model, engine="deeplift", reference=reference).analyze(
+        x, neuron_selection=3)
+    expected = _dense_deeplift_numpy(model, x, np.broadcast_to(reference, x.shape), 3, mode, ablation)
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_ablation_rescale_mode_matches_numpy():
+    import native_test_models
+    model = native_test_models.dense_net(seed=8, bias_scale=0.5)
+    x = np.random.default_rng(3).normal(size=(7, 8)).astype(np.float32)
+    ours = keras_xai.create_analyzer("deep_lift.ablation", model, engine="deeplift",
+                                     nonlinear_mode="rescale").analyze(x, neuron_selection=0)
+    expected = _dense_deeplift_numpy(model, x, np.zeros_like(x), 0, "rescale", ablation=True)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_equals_deeplifts_own_function(resnet_style):
+    """Our in-graph neuron selection against deeplift's get_target_contribs_func (which runs with
+    the update_task_vector speed fix)."""
+    x = images(5, (3, 16, 16, 3))
+    analyzer = keras_xai.create_analyzer("deep_lift.reveal_cancel", resnet_style, engine="deeplift")
+    ours = analyzer.analyze(x, neuron_selection=1)
+    _, arrays = analyzer._call({"op": "package_contributions", "task_index": 1}, {"x": x})
+    np.testing.assert_allclose(arrays["analysis"], ours, rtol=1e-6, atol=1e-7 * np.abs(ours).max())
+
+
+def test_per_sample_selection_and_maximal_unit(resnet_style):
+    x = images(6, (3, 16, 16, 3))
+    analyzer = keras_xai.create_analyzer("deep_lift.rescale", resnet_style, engine="deeplift")
+    selection = np.array([4, 0, 2])
+    together = analyzer.analyze(x, neuron_selection=selection)
+    for i, unit in enumerate(selection):
+        np.testing.assert_allclose(together[i], analyzer.analyze(x[i:i + 1], neuron_selection=int(unit))[0],
+                                   rtol=1e-5, atol=1e-6)
+    maximal = np.argmax(resnet_style(x).numpy(), axis=1)
+    np.testing.assert_allclose(analyzer.analyze(x), analyzer.analyze(x, neuron_selection=maximal), rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["deep_lift.rescale", "deep_lift.reveal_cancel", "deep_lift.ablation"])
+def test_propagate_from_sets_both_multipliers(resnet_style, method):
+    """Injected at a layer, the contributions there are v * (a - a_ref); with Rescale the
+    contributions below sum to the same total (no max pooling in this net)."""
+    import tensorflow as tf
+    x = images(7, (2, 16, 16, 3))
+    layer = "block2_relu1"
+    cut = tf.keras.Model(resnet_style.inputs, resnet_style.get_layer(layer).output)
+    difference = cut(x).numpy() - cut(np.zeros_like(x)).numpy()
+    vectors = np.random.default_rng(1).normal(size=difference.shape).astype(np.float32)
+    analyzer = keras_xai.create_analyzer(method, resnet_style, engine="deeplift")
+    paths = analyzer.propagate_from(x, layer, vectors)
+    np.testing.assert_allclose(paths[layer], vectors * difference, rtol=1e-5, atol=1e-6)
+    assert "logits" not in paths and "block2_add" not in paths and "input" in paths
+    if method == "deep_lift.rescale":
+        assert_conserves(paths["input"], _sums(vectors * difference), what="from block2_relu1")
+    # The flattened vector is accepted too.
+    flat = analyzer.propagate_from(x, layer, vectors.reshape(len(x), -1))
+    np.testing.assert_array_equal(flat["input"], paths["input"])
+
+
+def test_agrees_with_native_when_native_has_deeplift(resnet_style):
+    offered = {info.name: info.engines for info in keras_xai.list_analyzers()}
+    names = [n for n in ("deep_lift.rescale", "deep_lift.reveal_cancel", "deep_lift.ablation")
+             if "native" in offered.get(n, ())]
+    if not names:
+        pytest.skip("the native engine has no DeepLIFT yet")
+    x = images(8, (3, 16, 16, 3))
+    for name in names:
+        native = keras_xai.create_analyzer(name, resnet_style).analyze(x)
+        theirs = keras_xai.create_analyzer(name, resnet_style, engine="deeplift").analyze(x)
+        error = np.abs(native - theirs).max() / np.abs(theirs).max()
+        assert error <= TOLERANCE, f"{name}: {error:.2e}"
+
+
+@pytest.mark.slow
+def test_resnet50_converts_and_conserves_above_the_max_pooling():
+    """ResNet-50 (random weights) converts: ZeroPadding2D, Add, GlobalAveragePooling2D, BatchNorm."""
+    from architectures.models import resnet50
+    model = keras_xai.model_wo_softmax(resnet50(weights=None))
+    x = images(9, (2, 224, 224, 3), -100, 100)
+    analyzer = keras_xai.create_analyzer("deep_lift.rescale", model, engine="deeplift")
+    relevances = analyzer.relevances(x, neuron_selection=7)
+    delta = _delta(model, x, np.zeros_like(x), 7)
+    last = model.layers[-1].name
+    assert_conserves(relevances[last], delta, what=last)
+    assert all(np.isfinite(v).all() for v in relevances.values())
+    assert relevances["input_1" if "input_1" in relevances else model.layers[0].name].shape == x.shape
+
+
+def test_injecting_a_one_hot_vector_at_the_output_is_analyze(resnet_style):
+    x = images(10, (2, 16, 16, 3))
+    analyzer = keras_xai.create_analyzer("deep_lift.reveal_cancel", resnet_style, engine="deeplift")
+    one_hot = np.zeros((2, 5), np.float32)
+    one_hot[:, 3] = 1
+    paths = analyzer.propagate_from(x, "logits", one_hot)
+    np.testing.assert_allclose(paths["input"], analyzer.analyze(x, neuron_selection=3), rtol=1e-6, atol=1e-8)
+    assert list(paths)[0] == "input" and list(paths)[-1] == "logits"

@@ -1,0 +1,226 @@
+"""The worker processes: reuse, crashes, hangs, errors naming the layer, several engines in one
+session next to the native engine, and no files left behind."""
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow import keras
+
+import keras_xai
+from keras_xai.canonize import UnsupportedLayerError
+from keras_xai.engines import WorkerCallError, WorkerCrashedError, WorkerTimeoutError
+
+from conftest import images
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def small():
+    import native_test_models
+    return native_test_models.conv_net(seed=1)
+
+
+def _x(n=3):
+    return images(0, (n, 8, 8, 3))
+
+
+def test_worker_is_reused_and_survives_a_kill(small):
+    analyzer = keras_xai.create_analyzer("lrp.z", small, engine="innvestigate")
+    first = analyzer.analyze(_x())
+    worker = analyzer.worker
+    pid, starts = worker.pid, worker.starts
+    other = keras_xai.create_analyzer("gradient", small, engine="innvestigate")
+    other.analyze(_x())
+    assert other.worker is worker and worker.pid == pid  # one process serves every analyzer
+    os.kill(pid, 9)
+    again = analyzer.analyze(_x())
+    np.testing.assert_array_equal(again, first)
+    assert worker.starts == starts + 1 and worker.pid != pid
+
+
+def test_a_crash_during_a_call_is_reported_and_the_next_call_works(small):
+    analyzer = keras_xai.create_analyzer("lrp.z", small, engine="innvestigate")
+    expected = analyzer.analyze(_x())
+    with pytest.raises(WorkerCrashedError, match="boom from the worker") as caught:
+        analyzer.worker.call({"op": "debug", "action": "exit", "message": "boom from the worker", "code": 7})
+    assert "exit code 7" in str(caught.value)
+    np.testing.assert_array_equal(analyzer.analyze(_x()), expected)
+
+
+def test_a_hanging_worker_is_killed_after_the_timeout(small):
+    analyzer = keras_xai.create_analyzer("deep_lift.rescale", small, engine="deeplift", timeout=60)
+    expected = analyzer.analyze(_x())
+    worker = analyzer.worker
+    with pytest.raises(WorkerTimeoutError, match="did not answer within 1 s"):
+        worker.call({"op": "debug", "action": "sleep", "seconds": 600}, timeout=1)
+    assert worker.pid is None
+    np.testing.assert_array_equal(analyzer.analyze(_x()), expected)
+
+
+def test_an_exception_in_the_worker_keeps_the_worker(small):
+    analyzer = keras_xai.create_analyzer("gradient", small, engine="innvestigate")
+    analyzer.analyze(_x())
+    pid = analyzer.worker.pid
+    with pytest.raises(WorkerCallError, match="requested failure"):
+        analyzer.worker.call({"op": "debug", "action": "raise"})
+    assert analyzer.worker.pid == pid
+
+
+def test_a_model_innvestigate_cannot_handle_names_the_layer():
+    inputs = keras.Input((6,), name="input")
+    hidden = keras.layers.Dense(4, activation="tanh", name="tanh_layer")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(hidden))
+    analyzer = keras_xai.create_analyzer("deconvnet", model, engine="innvestigate")
+    with pytest.raises(UnsupportedLayerError, match="'tanh_layer' \\(Dense\\)"):
+        analyzer.analyze(np.ones((2, 6), np.float32))
+    # A failure while the backward graph is built names the layer too.
+    inputs = keras.Input((4, 4, 2), name="input")
+    upsampled = keras.layers.Conv2DTranspose(2, 2, strides=2, name="upsample")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(keras.layers.Flatten(name="flat")(upsampled)))
+    analyzer = keras_xai.create_analyzer("lrp.alpha_1_beta_0", model, engine="innvestigate")
+    try:
+        analyzer.analyze(np.ones((1, 4, 4, 2), np.float32))
+    except UnsupportedLayerError as error:
+        assert "'upsample'" in str(error)
+
+
+def test_a_model_deeplift_cannot_handle_names_the_layer():
+    inputs = keras.Input((5, 4), name="input")
+    recurrent = keras.layers.LSTM(3, name="lstm_1")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(recurrent))
+    with pytest.raises(UnsupportedLayerError, match="'lstm_1' \\(LSTM\\)"):
+        keras_xai.create_analyzer("deep_lift.rescale", model, engine="deeplift")
+    inputs = keras.Input((6,), name="input")
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="elu", name="elu_out")(inputs))
+    with pytest.raises(UnsupportedLayerError, match="elu_out"):
+        keras_xai.create_analyzer("deep_lift.reveal_cancel", model, engine="deeplift")
+
+
+def test_wrong_parameters_are_refused_before_any_worker_runs(small):
+    with pytest.raises(TypeError, match="unexpected parameter"):
+        keras_xai.create_analyzer("lrp.z", small, engine="innvestigate", epsilon=0.1)
+    with pytest.raises(TypeError, match="unexpected parameter"):
+        keras_xai.create_analyzer("deep_lift.rescale", small, engine="deeplift", alpha=1)
+    with pytest.raises(ValueError, match="not available in the native engine; use engine='deeplift'"):
+        keras_xai.create_analyzer("deep_lift.rescale", small)
+    with pytest.raises(ValueError, match="no method"):
+        keras_xai.create_analyzer("deep_lift.rescale", small, engine="innvestigate")
+    with pytest.raises(ValueError, match="float32"):
+        keras_xai.create_analyzer("lrp.z", small, engine="innvestigate", dtype="float64")
+    with pytest.raises(ValueError, match="softmax"):
+        softmax = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+        keras_xai.create_analyzer("gradient", softmax, engine="innvestigate")
+
+
+def test_list_analyzers_reports_the_engines():
+    offered = {info.name: set(info.engines) for info in keras_xai.list_analyzers()}
+    assert {"native", "innvestigate"} <= offered["lrp.alpha_1_beta_0"]
+    assert {"native", "innvestigate"} <= offered["smoothgrad"]
+    assert "innvestigate" in offered["rect_grad"] and "innvestigate" in offered["lrp.sequential_preset_b_flat_until_idx"]
+    for name in ("deep_lift.rescale", "deep_lift.reveal_cancel", "deep_lift.ablation"):
+        assert "deeplift" in offered[name]
+    import innvestigate  # noqa: F401  (only the list of names; nothing runs in this process)
+    from innvestigate.analyzer import analyzers
+    assert set(analyzers) <= {name for name, engines in offered.items() if "innvestigate" in engines}
+
+
+def test_two_engines_alongside_the_native_one(small):
+    x = _x(4)
+    native = keras_xai.create_analyzer("lrp.z", small)
+    before = native.analyze(x)
+    innvestigate = keras_xai.create_analyzer("lrp.z", small, engine="innvestigate")
+    deeplift = keras_xai.create_analyzer("deep_lift.reveal_cancel", small, engine="deeplift")
+    for _ in range(2):
+        theirs = innvestigate.analyze(x)
+        contributions = deeplift.analyze(x, neuron_selection=1)
+        np.testing.assert_array_equal(native.analyze(x), before)
+    assert tf.executing_eagerly()
+    assert np.abs(theirs - before).max() <= 1e-4 * np.abs(before).max()
+    delta = small(x).numpy()[:, 1] - small(np.zeros_like(x)).numpy()[:, 1]
+    np.testing.assert_allclose(contributions.reshape(4, -1).sum(1), delta, rtol=1e-5, atol=1e-6)
+    assert innvestigate.worker is not deeplift.worker
+    assert innvestigate.worker.alive and deeplift.worker.alive
+
+
+def test_only_model_files_stay_while_running_and_they_go_with_their_analyzers(small):
+    analyzer = keras_xai.create_analyzer("gradient", small, engine="innvestigate")
+    analyzer.analyze(_x())
+    folder = analyzer.worker.directory
+    assert all(name.endswith(".h5") for name in os.listdir(folder)), os.listdir(folder)
+    path = analyzer._model_path
+    twin = keras_xai.create_analyzer("lrp.z", small, engine="innvestigate")
+    assert twin._model_path == path  # same model, same weights: saved once
+    del analyzer
+    gc.collect()
+    assert os.path.exists(path)
+    del twin
+    gc.collect()
+    assert not os.path.exists(path)
+
+
+def test_no_files_or_processes_are_left_behind_at_exit():
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, {native!r})
+        import numpy as np, keras_xai, native_test_models
+        model = native_test_models.conv_net(seed=2)
+        x = np.ones((2, 8, 8, 3), np.float32)
+        a = keras_xai.create_analyzer("gradient", model, engine="innvestigate")
+        b = keras_xai.create_analyzer("deep_lift.rescale", model, engine="deeplift")
+        a.analyze(x); b.analyze(x)
+        print("FOLDERS", a.worker.directory, b.worker.directory, a.worker.pid, b.worker.pid)
+    """).format(native=str(REPOSITORY / "tests" / "native"))
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                               cwd=REPOSITORY)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("FOLDERS"))
+    _, first, second, pid_a, pid_b = line.split()
+    assert not os.path.exists(first) and not os.path.exists(second)
+    for pid in (int(pid_a), int(pid_b)):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.slow
+def test_a_terminated_caller_leaves_no_files_or_processes():
+    """SIGTERM skips atexit: the worker notices its caller is gone and deletes the folder itself."""
+    import signal
+    import time
+    script = textwrap.dedent("""
+        import sys, time
+        sys.path.insert(0, {native!r})
+        import numpy as np, keras_xai, native_test_models
+        model = native_test_models.conv_net(seed=2)
+        a = keras_xai.create_analyzer("gradient", model, engine="innvestigate")
+        a.analyze(np.ones((2, 8, 8, 3), np.float32))
+        print("FOLDER", a.worker.directory, a.worker.pid, flush=True)
+        time.sleep(600)
+    """).format(native=str(REPOSITORY / "tests" / "native"))
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, cwd=REPOSITORY)
+    try:
+        line = next(line for line in process.stdout if line.startswith("FOLDER"))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    _, folder, pid = line.split()
+    deadline = time.monotonic() + 30
+    while (os.path.exists(folder) or _alive(int(pid))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not os.path.exists(folder)
+    assert not _alive(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
