@@ -9,6 +9,8 @@ from keras_xai.analyzers import list_analyzers
 from keras_xai.api import create_analyzer, register_engine
 from keras_xai.canonize import UnsupportedLayerError, model_wo_softmax
 from keras_xai.reduction import reduce_channels
+# Methods beyond iNNvestigate 2.x register themselves on import (issue 4).
+from keras_xai import contrastive, deeplift, pattern, rect_grad  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "create_analyzer", "list_analyzers", "model_wo_softmax", "reduce_channels", "register_engine", "rules",

@@ -137,6 +137,9 @@ class Method:
     parameters: dict = field(default_factory=dict)
     description: str = ""
     reduction: str = "sum"
+    #: Class of the native analyzer (None: :class:`keras_xai.analyzer.NativeAnalyzer`); methods
+    #: with extra state, e.g. fitted patterns, bring their own subclass.
+    analyzer_class: type | None = None
 
     def recipe(self, **params) -> Recipe:
         """Build the recipe, rejecting parameters the method does not have."""
@@ -152,17 +155,23 @@ class Method:
 _REGISTRY: dict = {}
 
 
-def register(name: str, family: str, engines: tuple = ("native",), reduction: str = "sum"):
+def register(name: str, family: str, engines: tuple = ("native",), reduction: str = "sum",
+             analyzer_class: type | None = None):
     """Decorator registering a recipe builder under ``name``; its keyword arguments (with their
     defaults) are the method's parameters and its docstring's first line its description.
-    ``reduction`` ("sum" or "max_abs") is how its maps are reduced over channels."""
+    ``reduction`` ("sum" or "max_abs") is how its maps are reduced over channels;
+    ``analyzer_class`` a NativeAnalyzer subclass for methods with extra state (None: the default)."""
     def decorator(build):
         parameters = {
             p.name: (None if p.default is inspect.Parameter.empty else p.default)
             for p in inspect.signature(build).parameters.values()
         }
         description = (inspect.getdoc(build) or "").split("\n")[0]
-        _REGISTRY[name] = Method(name, family, build, tuple(engines), parameters, description, reduction)
+        # A worker engine may have declared the name first (keras_xai.api.declare_engine_method).
+        declared = _REGISTRY[name].engines if name in _REGISTRY else ()
+        engines_all = tuple(engines) + tuple(e for e in declared if e not in engines)
+        _REGISTRY[name] = Method(name, family, build, engines_all, parameters, description, reduction,
+                                 analyzer_class)
         return build
     return decorator
 
@@ -351,6 +360,7 @@ _register_alpha_beta("lrp.alpha_1_beta_0", 1.0, 0.0, True)
 _register_alpha_beta("lrp.alpha_1_beta_0_IB", 1.0, 0.0, False)
 _register_alpha_beta("lrp.alpha_2_beta_1", 2.0, 1.0, True)
 _register_alpha_beta("lrp.alpha_2_beta_1_IB", 2.0, 1.0, False)
+_register_alpha_beta("lrp.alpha_5_beta_4", 5.0, 4.0, True)  # the paper's strongly inhibiting variant
 
 
 @register("lrp.z_plus", "lrp")

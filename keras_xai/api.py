@@ -9,7 +9,11 @@ from keras_xai.analyzer import NativeAnalyzer
 from keras_xai.analyzers import get_method
 
 #: Engine name -> factory ``(method, model, **params) -> analyzer``. Other engines register here.
-ENGINES: dict = {"native": NativeAnalyzer}
+def _native_analyzer(method, model, **params):
+    return (method.analyzer_class or NativeAnalyzer)(method, model, **params)
+
+
+ENGINES: dict = {"native": _native_analyzer}
 #: Engines that are designed but not available yet, with where they are tracked.
 PLANNED_ENGINES = {"innvestigate": "issue 5", "deeplift": "issue 5"}
 
