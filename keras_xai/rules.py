@@ -244,32 +244,29 @@ class GradientRule(Rule):
         return step.operation.vjp(inputs, output, relevance)
 
 
-@dataclass(frozen=True)
-class PassRule(Rule):
-    """Identity: relevance passes an elementwise activation unchanged (LRP's treatment of ReLU)."""
+class ActivationRule(Rule):
+    """Base of the rules for elementwise activation layers only (the error names the rule)."""
 
     needs_linear = False
 
     def unsupported_reason(self, step):
         if step.kind != "activation":
-            return "PassRule only applies to activation layers"
+            return f"{type(self).__name__} only applies to activation layers"
         return None
+
+
+@dataclass(frozen=True)
+class PassRule(ActivationRule):
+    """Identity: relevance passes an elementwise activation unchanged (LRP's treatment of ReLU)."""
 
     def __call__(self, step, inputs, output, relevance):
         return [relevance]
 
 
 @dataclass(frozen=True)
-class DeconvRule(Rule):
+class DeconvRule(ActivationRule):
     r"""Deconvnet (Zeiler & Fergus 2014) at a ReLU: :math:`R_{in} = \max(0, R_{out})`, i.e. the
     ReLU applied to the backward signal instead of the forward mask. Other activations: gradient."""
-
-    needs_linear = False
-
-    def unsupported_reason(self, step):
-        if step.kind != "activation":
-            return "DeconvRule only applies to activation layers"
-        return None
 
     def __call__(self, step, inputs, output, relevance):
         if step.operation.is_relu:
@@ -278,16 +275,9 @@ class DeconvRule(Rule):
 
 
 @dataclass(frozen=True)
-class GuidedRule(Rule):
+class GuidedRule(ActivationRule):
     r"""Guided backprop (Springenberg et al. 2015) at a ReLU:
     :math:`R_{in} = [x > 0] \max(0, R_{out})`. Other activations: gradient."""
-
-    needs_linear = False
-
-    def unsupported_reason(self, step):
-        if step.kind != "activation":
-            return "GuidedRule only applies to activation layers"
-        return None
 
     def __call__(self, step, inputs, output, relevance):
         if step.operation.is_relu:

@@ -14,16 +14,14 @@ matplotlib.use("Agg")  # files only; works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from architectures.figures import save_figure  # noqa: E402
+
 CLASSES = [str(c) for c in range(10)]
 CLASS_COLOURS = plt.get_cmap("tab10")
 
 
 def _save(figure, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=120)
 
 
 def _confusion_axes(axis, confusion: np.ndarray, annotate: bool, title: str, fontsize=7):

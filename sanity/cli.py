@@ -12,10 +12,10 @@ import numpy as np
 
 from architectures.cache import atomic_write_text
 
-from . import experiments, methods, plots, report, simulation
+from . import experiments, methods, pattern_svd, plots, report, simulation
 from .setups import build_setup
 
-COMMANDS = ("random-logit", "cascading", "csc", "two-classes", "simulate", "all")
+COMMANDS = ("random-logit", "cascading", "csc", "two-classes", "simulate", "pattern-svd", "all")
 PAPER_NOTES = [
     "Normalisation for SSIM clips to the [0.5, 99.5] percentiles (RectGrad [0, 100]); the authors' code "
     "swapped the two percentiles, which yields 1 minus the intended map. We do the intended thing.",
@@ -155,6 +155,24 @@ def run_simulation(args, out: Path) -> None:
                             "alpha W+ + beta W- chains (paper fig. 8b)")
 
 
+def run_pattern_svd(setup, specs, args, out: Path) -> None:
+    from tensorflow import keras
+    kernels = {layer.name: layer.kernel.numpy() for layer in setup.model.layers
+               if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))}
+    patterns = experiments.fitted_patterns(setup.model, setup.inputs, progress=not args.quiet)
+    result = pattern_svd.pattern_singular_values(kernels, patterns)
+    _write_json(out / "pattern_svd.json", {**result, "model": setup.description,
+                                           "n_fit_images": None if setup.inputs.fit_images is None
+                                           else len(setup.inputs.fit_images)})
+    rows = [[panel, name, kind, value] for panel in ("full", "sliced") for kind, values in result[panel].items()
+            for name, value in zip(result["layers"], values)]
+    rows += [["interlayer", pair, kind, value] for kind, values in result["interlayer"].items()
+             for pair, value in zip(result["pairs"], values)]
+    _write_csv(out / "pattern_svd.csv", ["panel", "layer", "matrix", "sigma1_over_sigma2"], rows)
+    plots.pattern_svd_figure(result, out / "pattern_svd.png",
+                             f"PatternAttribution singular values (paper fig. 3): {setup.description}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sanity",
@@ -184,6 +202,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--image", type=int, default=0, help="two-classes: position of the image among the chosen")
     parser.add_argument("--classes", type=lambda s: [int(c) for c in s.split(",")], default=None,
                         help="two-classes: two class indices, e.g. 283,156 (default: true class and the next)")
+    parser.add_argument("--n-fit", type=int, default=10_000,
+                        help="PatternNet/PatternAttribution/pattern-svd: training images the patterns are fitted on "
+                             "(cifar_net; default 10000)")
+    parser.add_argument("--patterns", default=None,
+                        help="a patterns .npz (PatternAnalyzer.save_patterns) to use instead of fitting; needed for "
+                             "vgg16/resnet50")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -203,12 +227,24 @@ def main(argv=None) -> int:
             notes.append(f"Not run (not yet offered by the '{args.engine}' engine): "
                          + ", ".join(s.label for s in missing) + ".")
             print("skipping methods the engine does not offer yet: " + ", ".join(s.label for s in missing))
-        n_fit = 10_000 if any(s.needs_fit for s in specs) else 0
+        wants_patterns = "pattern-svd" in commands or any(s.needs_fit for s in specs)
+        n_fit = args.n_fit if wants_patterns and args.patterns is None else 0
         setup = build_setup(args.model, args.dataset, args.n_images, args.seed, args.weights, args.data_dir, n_fit)
+        if args.patterns is not None:
+            experiments.use_patterns(setup.model, setup.inputs, args.patterns)
+        elif wants_patterns and setup.inputs.fit_images is None:
+            no_fit = [s for s in specs if s.needs_fit]
+            specs = [s for s in specs if not s.needs_fit]
+            commands = tuple(c for c in commands if c != "pattern-svd")
+            message = (f"PatternNet/PatternAttribution need patterns and {args.model} has no training images here: "
+                       "pass --patterns FILE.npz (saved by keras_xai's PatternAnalyzer.save_patterns); skipped "
+                       + ", ".join([s.label for s in no_fit] + ["pattern-svd"]) + ".")
+            notes.append(message)
+            print(message)
         notes.append(f"Model: {setup.description}; {len(setup.inputs.indices)} test images; engine {args.engine}; "
                      f"seed {args.seed}.")
     runners = {"random-logit": run_random_logit, "cascading": run_cascading, "csc": run_csc,
-               "two-classes": run_two_classes}
+               "two-classes": run_two_classes, "pattern-svd": run_pattern_svd}
     for command in commands:
         print(f"== {command}", flush=True)
         if command == "simulate":

@@ -12,6 +12,7 @@ the random draws of image i depend only on (seed, i), so resumed runs equal unin
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,6 +37,8 @@ class ExperimentInputs:
     indices: np.ndarray  # int (n,) position in the source data set (provenance, per-image seeds)
     input_range: tuple  # (low, high) of valid inputs: DTD's box and SmoothGrad's noise scale
     fit_images: np.ndarray | None = None  # training images for methods that learn (PatternNet)
+    # Fitted patterns per model-weights digest: PatternNet and PatternAttribution share one fit.
+    pattern_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         self.images = np.asarray(self.images, dtype=np.float32)
@@ -53,6 +56,34 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(index)])
 
 
+def _weights_digest(model: keras.Model) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def fitted_patterns(model: keras.Model, inputs: ExperimentInputs, progress: bool = False) -> dict:
+    """PatternNet's patterns (two-component estimator) fitted on ``inputs.fit_images`` for the model's
+    current weights; fitted once per weights and reused by every experiment that gets the same inputs."""
+    if inputs.fit_images is None:
+        raise ValueError("PatternNet / PatternAttribution learn patterns from data: pass fit_images in ExperimentInputs")
+    key = _weights_digest(model)
+    if key not in inputs.pattern_cache:
+        analyzer = keras_xai.create_analyzer("pattern.net", model)
+        inputs.pattern_cache[key] = dict(analyzer.fit(inputs.fit_images, verbose=progress).patterns)
+    return inputs.pattern_cache[key]
+
+
+def use_patterns(model: keras.Model, inputs: ExperimentInputs, patterns) -> None:
+    """Use given patterns ({layer: array} or a ``.npz`` saved by ``PatternAnalyzer.save_patterns``)
+    for the model's current weights instead of fitting them."""
+    if not isinstance(patterns, dict):
+        analyzer = keras_xai.create_analyzer("pattern.net", model, patterns=patterns)  # loads and checks shapes
+        patterns = dict(analyzer.patterns)
+    inputs.pattern_cache[_weights_digest(model)] = patterns
+
+
 class AnalyzerPool:
     """One analyzer per method for one model, created on first use (traces are reused)."""
 
@@ -62,13 +93,11 @@ class AnalyzerPool:
 
     def get(self, spec: MethodSpec):
         if spec.label not in self._analyzers:
-            analyzer = keras_xai.create_analyzer(spec.analyzer, self.model, engine=self.engine,
-                                                 **spec.parameters(self.inputs.input_range))
+            parameters = spec.parameters(self.inputs.input_range)
             if spec.needs_fit:
-                if self.inputs.fit_images is None:
-                    raise ValueError(f"{spec.label} learns from data: pass fit_images in ExperimentInputs")
-                analyzer.fit(self.inputs.fit_images)
-            self._analyzers[spec.label] = analyzer
+                parameters["patterns"] = fitted_patterns(self.model, self.inputs)
+            self._analyzers[spec.label] = keras_xai.create_analyzer(spec.analyzer, self.model, engine=self.engine,
+                                                                    **parameters)
         return self._analyzers[spec.label]
 
 

@@ -13,17 +13,25 @@ matplotlib.use("Agg")  # files only; works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from architectures.figures import save_figure  # noqa: E402
+
 from . import metrics  # noqa: E402
 
 SALIENCY_CMAP = "bwr"
 
 
 def _save(figure, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=130)
+
+
+def _finish_log_plot(figure, axis, path, title: str, xlabel: str, ylabel: str) -> Path:
+    """Labels, grid and a legend beside the axes of a curve plot; then save."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(alpha=0.4, which="both")
+    axis.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return _save(figure, path)
 
 
 def _method_colours(methods, converges: dict):
@@ -109,12 +117,8 @@ def csc_curves(layers, medians: dict, baseline: dict, converges: dict, path, tit
     axis.semilogy(x, [max(1 - baseline[layer], floor) for layer in layers], ":", color="black",
                   label="random vectors (baseline)")
     axis.set_xticks(x, layers, rotation=45, ha="right")
-    axis.set_xlabel("layer (output of), from the injection layer down to the input")
-    axis.set_ylabel("1 - median |cosine similarity|")
-    axis.set_title(title)
-    axis.grid(alpha=0.4, which="both")
-    axis.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
-    return _save(figure, path)
+    return _finish_log_plot(figure, axis, path, title, "layer (output of), from the injection layer down to the input",
+                            "1 - median |cosine similarity|")
 
 
 def csc_histograms(bins, counts: dict, path, title: str) -> Path:
@@ -143,12 +147,8 @@ def simulation_curves(summaries: dict, labels: dict, path, title: str) -> Path:
         line, = axis.semilogy(x, np.maximum(1 - median, floor), marker="o", markersize=3, label=labels.get(name, name))
         axis.fill_between(x, np.maximum(1 - np.asarray(summary["upper"]), floor),
                           np.maximum(1 - np.asarray(summary["lower"]), floor), color=line.get_color(), alpha=0.15)
-    axis.set_xlabel("multiplications (VGG-16 shaped backward chain)")
-    axis.set_ylabel("1 - mean |cosine| between vectors")
-    axis.set_title(title)
-    axis.grid(alpha=0.4, which="both")
-    axis.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
-    return _save(figure, path)
+    return _finish_log_plot(figure, axis, path, title, "multiplications (VGG-16 shaped backward chain)",
+                            "1 - mean |cosine| between vectors")
 
 
 def two_classes_figure(image: np.ndarray, results: dict, classes, class_names, path, title: str) -> Path:
@@ -165,5 +165,29 @@ def two_classes_figure(image: np.ndarray, results: dict, classes, class_names, p
     for axis in axes.ravel():
         axis.set_xticks([])
         axis.set_yticks([])
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def pattern_svd_figure(result: dict, path, title: str) -> Path:
+    """Figure 3: sigma1/sigma2 per layer of A, W and A (.) W, (a) whole kernels, (b) kernels sliced
+    to 1x1, (c) the inter-layer chain members of the sliced matrices (log scale)."""
+    panels = (("full", result["layers"], "(a) whole kernels"),
+              ("sliced", result["layers"], "(b) kernels sliced to 1x1"),
+              ("interlayer", result["pairs"], "(c) inter-layer members T_l"))
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+    styles = {"A": ("tab:green", "s"), "W": ("tab:blue", "o"), "A*W": ("tab:red", "^")}
+    for axis, (key, names, subtitle) in zip(axes, panels):
+        x = np.arange(len(names))
+        for kind, values in result[key].items():
+            colour, marker = styles.get(kind, (None, "o"))
+            finite = np.asarray([v if np.isfinite(v) else np.nan for v in values], dtype=float)
+            axis.semilogy(x, finite, marker=marker, color=colour, label={"A*W": "A (.) W"}.get(kind, kind))
+        axis.axhline(1.0, color="grey", linewidth=0.8)
+        axis.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
+        axis.set_title(subtitle, fontsize=9)
+        axis.grid(alpha=0.4, which="both")
+    axes[0].set_ylabel("sigma1 / sigma2 (first / second singular value)")
+    axes[0].legend(fontsize=8)
     figure.suptitle(title)
     return _save(figure, path)

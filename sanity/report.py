@@ -131,6 +131,26 @@ def _simulation_claims(summary) -> list:
     return claims
 
 
+PATTERN_RATIO = 6.0  # "sigma1(A)/sigma2(A) > 6 for almost all the VGG-16 patterns" (section 4)
+
+
+def _pattern_svd_claims(summary) -> list:
+    layers = summary["layers"]
+    pattern_ratios = summary["full"]["A"]
+    above = [name for name, r in zip(layers, pattern_ratios) if r > PATTERN_RATIO]
+    claims = [Claim("pattern-svd", "patterns A have one dominant direction (fig. 3a)",
+                    f"sigma1/sigma2 of A > {PATTERN_RATIO:g} for all layers but at most one",
+                    f"{len(above)} of {len(layers)} layers (" + ", ".join(f"{n}: {_fmt(r)}" for n, r in
+                                                              zip(layers, pattern_ratios)) + ")",
+                    len(above) >= len(layers) - 1)]
+    sliced_w, sliced_aw = summary["sliced"]["W"], summary["sliced"]["A*W"]
+    larger = [name for name, w, aw in zip(layers, sliced_w, sliced_aw) if aw > w]
+    claims.append(Claim("pattern-svd", "A (.) W has a larger sigma1/sigma2 than W (fig. 3b, 1x1 slices)",
+                        "true for most layers (more than half)", f"{len(larger)} of {len(layers)} layers",
+                        2 * len(larger) > len(layers)))
+    return claims
+
+
 def undefined_notes(folder) -> list:
     """One note per method with undefined SSIM values (constant maps), so no image goes uncounted."""
     notes = []
@@ -151,7 +171,8 @@ def collect_claims(folder) -> list:
     folder = Path(folder)
     claims = []
     for name, build in (("csc", _csc_claims), ("random_logit", _random_logit_claims),
-                        ("cascading", _cascading_claims), ("simulation", _simulation_claims)):
+                        ("cascading", _cascading_claims), ("simulation", _simulation_claims),
+                        ("pattern_svd", _pattern_svd_claims)):
         summary = _load(folder, name)
         if summary is not None:
             claims.extend(build(summary))
