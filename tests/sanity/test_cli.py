@@ -38,17 +38,19 @@ def common(weights, out, n_images=3):
 def test_help_explains():
     result = sanity("--help")
     assert result.returncode == 0
-    for word in ("random-logit", "cascading", "csc", "simulate", "--n-images", "--engine", "resume"):
+    for word in ("random-logit", "cascading", "csc", "simulate", "pattern-svd", "--n-images", "--engine", "resume",
+                 "--patterns"):
         assert word in result.stdout
 
 
 def test_all_writes_numbers_figures_and_report(weights, tmp_path):
-    result = sanity("all", *common(weights, tmp_path), "--repetitions", "1")
+    result = sanity("all", *common(weights, tmp_path), "--repetitions", "1", "--n-fit", "300")
     assert result.returncode == 0, result.stderr
-    for name in ("random_logit", "cascading", "csc", "two_classes", "simulation"):
+    for name in ("random_logit", "cascading", "csc", "two_classes", "simulation", "pattern_svd"):
         assert (tmp_path / f"{name}.json").exists(), name
     for name in ("random_logit.png", "cascading.png", "cascading_maps.png", "csc_fc6.png", "simulation_a.png",
-                 "simulation_b.png", "two_classes.png", "random_logit.csv", "cascading.csv", "csc_medians.csv"):
+                 "simulation_b.png", "two_classes.png", "random_logit.csv", "cascading.csv", "csc_medians.csv",
+                 "pattern_svd.png", "pattern_svd.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
     random_logit = json.loads((tmp_path / "random_logit.json").read_text())
     assert random_logit["methods"] == ["Gradient", "LRP-a1b0", "LRP-z"]  # the order asked for
@@ -59,6 +61,9 @@ def test_all_writes_numbers_figures_and_report(weights, tmp_path):
     assert random_logit["median"][random_logit["methods"].index("Gradient")] == pytest.approx(np.median(values))
     report = (tmp_path / "report.md").read_text()
     assert "| experiment | paper's claim |" in report and "simulation" in report and "CSC" in report
+    svd = json.loads((tmp_path / "pattern_svd.json").read_text())
+    assert svd["layers"] == ["conv1", "conv2", "conv3", "conv4", "fc5", "fc6"] and svd["n_fit_images"] == 300
+    assert "pattern-svd" in report
 
 
 def test_killed_run_resumes_to_identical_files(weights, tmp_path):

@@ -71,3 +71,17 @@ def test_pattern_singular_values_names_missing_and_misshapen_patterns():
         pattern_svd.pattern_singular_values(kernels, {"fc1": np.ones((4, 3))})
     with pytest.raises(ValueError, match=r"fc1.*\(3, 4\).*\(4, 3\)"):
         pattern_svd.pattern_singular_values(kernels, {"fc1": np.ones((3, 4)), "fc2": np.ones((3, 2))})
+
+
+def test_report_claims_read_the_pattern_svd_summary():
+    from sanity import report
+    summary = {"layers": ["a", "b", "c"], "pairs": ["a->b", "b->c"],
+               "full": {"A": [10.0, 7.0, 2.0], "W": [1.5, 1.2, 1.1], "A*W": [3.0, 2.0, 1.0]},
+               "sliced": {"A": [9.0, 8.0, 2.0], "W": [1.5, 1.2, 1.1], "A*W": [3.0, 1.0, 1.5]}}
+    dominant, larger = report._pattern_svd_claims(summary)
+    assert dominant.reproduced is True and "2 of 3" in dominant.measured  # all but one layer above 6
+    assert larger.reproduced is True and "2 of 3" in larger.measured
+    summary["full"]["A"] = [10.0, 2.0, 2.0]
+    summary["sliced"]["A*W"] = [1.0, 1.0, 1.5]
+    dominant, larger = report._pattern_svd_claims(summary)
+    assert dominant.reproduced is False and larger.reproduced is False
