@@ -64,6 +64,8 @@ SELECTORS: dict = {
     "activation": _kind_is("activation"),
     "fused_activation": lambda step: step.is_fused_activation,
     "first_layer": lambda step: step.first_layer,
+    # The Dense/Conv2D layer computing the model output (the "final fc" of contrastive EB).
+    "output_layer": lambda step: step.output_layer,
 }
 
 
@@ -100,6 +102,8 @@ class Recipe:
         Multiply the input relevance by the input (Input x Gradient).
     augmentation : keras_xai.augment.Augmentation or None
         Average over modified inputs (SmoothGrad, Integrated Gradients).
+    reference_pass : keras_xai.engine.ReferencePass or None
+        For methods comparing the input with a reference input (DeepLIFT).
     """
 
     rules: tuple
@@ -107,6 +111,7 @@ class Recipe:
     activations: tuple | None = None
     times_input: bool = False
     augmentation: augment.Augmentation | None = None
+    reference_pass: object | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ The user's model is never modified.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import tensorflow as tf
 from tensorflow import keras
@@ -67,6 +67,9 @@ class Step:
     inputs_nonnegative : tuple of bool
         For each input, whether it is provably >= 0 (it comes from a ReLU); rules use it to skip
         work on the (then all-zero) negative part.
+    output_layer : bool
+        True for the Dense/Conv2D step whose output is the model output, up to Flatten/Reshape
+        and linear activations (the "final fc" of contrastive Excitation Backprop).
     """
 
     index: int
@@ -79,6 +82,7 @@ class Step:
     reported: bool = True
     first_layer: bool = False
     inputs_nonnegative: tuple = ()
+    output_layer: bool = False
 
     @property
     def is_linear(self) -> bool:
@@ -275,6 +279,20 @@ def _output_nonnegative(kind: str, operation, inputs_nonnegative: tuple) -> bool
     return False
 
 
+def _output_layer_step(steps: list, index: int) -> int | None:
+    """Index of the Dense/Conv2D step whose output reaches the model output unchanged (through
+    Flatten/Reshape or linear activations), or None if the output comes from another kind of layer."""
+    while True:
+        step = steps[index]
+        if step.kind in ("dense", "conv2d"):
+            return index
+        unchanged = step.kind in ("flatten", "reshape") or (
+            step.kind == "activation" and step.operation.name == "linear")
+        if not unchanged or len(step.inputs) != 1:
+            return None
+        index = step.inputs[0]
+
+
 def canonicalize(graph: ModelGraph, dtype: tf.DType, method: str = "this method") -> CanonicalModel:
     """Canonical steps for a model graph.
 
@@ -324,6 +342,9 @@ def canonicalize(graph: ModelGraph, dtype: tf.DType, method: str = "this method"
             fed_by_input[index] = kind in _SHAPE_ONLY_KINDS and all(fed_by_input[i] for i in inputs)
             inputs = (index,)
         node_to_step[node.index] = len(steps) - 1
+    final = _output_layer_step(steps, node_to_step[graph.output_index])
+    if final is not None:
+        steps[final] = replace(steps[final], output_layer=True)
     layer_steps = {step.name: step.index for step in steps if step.reported}
     for alias, node_index in graph.aliases.items():
         layer_steps.setdefault(alias, node_to_step[node_index])

@@ -130,6 +130,8 @@ REQUIRED_PARAMS = {
     "lrp.alpha_beta": {"alpha": 3.0},
     "smoothgrad": {"augment_by_n": 4, "seed": 0},
     "integrated_gradients": {"steps": 4},
+    # q = 98 thresholds at the maximum in layers of <= 25 units (nothing passes): a lower percentile.
+    "rect_grad": {"percentile": 80.0},
 }
 
 
