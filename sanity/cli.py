@@ -192,7 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 batches or ImageNet image folder")
     parser.add_argument("--methods", default=None,
                         help="comma-separated method labels (default: every paper method the engine offers): "
-                             + ", ".join(s.label for s in methods.PAPER_METHODS))
+                             + ", ".join(s.label for s in methods.PAPER_METHODS)
+                             + "; also available: " + ", ".join(s.label for s in methods.EXTRA_METHODS))
     parser.add_argument("--n-images", type=int, default=200, help="number of test images (paper: 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of image choice, random classes, vectors, weights")
     parser.add_argument("--engine", default="native", help="keras_xai engine (native, innvestigate, deeplift)")

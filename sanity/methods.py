@@ -57,11 +57,20 @@ PAPER_METHODS = (
 )
 
 
+# Discussed in the paper (sections 3 and 6) but not in its figures: run them with --methods.
+# The contrastive variants gain class sensitivity but keep the converging z+ chain below the top layer.
+EXTRA_METHODS = (
+    MethodSpec("ExcitationBP", "excitation_backprop", "sum", True),
+    MethodSpec("ExcitationBP-contrastive", "excitation_backprop.contrastive", "sum", True),
+    MethodSpec("LRP-contrastive", "lrp.contrastive", "sum", True),
+)
+
+
 def by_label(labels=None) -> list:
-    """The specs with the given labels (all when None), in the paper's order."""
+    """The specs with the given labels (default: the paper's figure methods), in the order asked for."""
     if labels is None:
         return list(PAPER_METHODS)
-    known = {spec.label: spec for spec in PAPER_METHODS}
+    known = {spec.label: spec for spec in PAPER_METHODS + EXTRA_METHODS}
     unknown = [label for label in labels if label not in known]
     if unknown:
         raise ValueError(f"unknown method label(s) {unknown}; choose from {list(known)}")
