@@ -157,6 +157,22 @@ class DenseOperation(LinearOperation):
         flat = tf.reshape(cotangent, [-1, kernel.shape[-1]])
         return [tf.reshape(tf.matmul(flat, kernel, transpose_b=True), tf.shape(x))]
 
+    def transpose_with_kernel(self, cotangent, inputs, kernel) -> list:
+        """``[K^T cotangent]`` for a caller-given ``kernel`` shaped like the layer's (PatternNet's A)."""
+        x = inputs[0]
+        if x.shape.rank == 2:
+            return [tf.matmul(cotangent, kernel, transpose_b=True)]
+        flat = tf.reshape(cotangent, [-1, kernel.shape[-1]])
+        return [tf.reshape(tf.matmul(flat, kernel, transpose_b=True), tf.shape(x))]
+
+    def kernel_vjp(self, inputs, cotangent) -> tf.Tensor:
+        """``sum over samples (and leading axes) of x_i * cotangent_j``, shaped (inputs, channels of
+        ``cotangent``): the kernel gradient, or any per-unit weighted sum of the inputs."""
+        x = inputs[0]
+        flat_x = tf.reshape(x, [-1, x.shape[-1]])
+        flat_c = tf.reshape(cotangent, [-1, cotangent.shape[-1]])
+        return tf.matmul(flat_x, flat_c, transpose_a=True)
+
 
 class Conv2DOperation(LinearOperation):
     """Keras ``Conv2D`` (channels last, groups 1) without its activation."""
@@ -186,6 +202,25 @@ class Conv2DOperation(LinearOperation):
                 dilations=self._dilations,
             )
         ]
+
+    def transpose_with_kernel(self, cotangent, inputs, kernel) -> list:
+        """``[K^T cotangent]`` for a caller-given ``kernel`` shaped like the layer's (PatternNet's A)."""
+        return [
+            tf.nn.conv2d_transpose(
+                cotangent, kernel, tf.shape(inputs[0]), self._strides, self._padding,
+                dilations=self._dilations,
+            )
+        ]
+
+    def kernel_vjp(self, inputs, cotangent) -> tf.Tensor:
+        """``sum over samples and positions of patch_i * cotangent_j``, shaped
+        (kh, kw, in channels, channels of ``cotangent``): the kernel gradient (TensorFlow's op),
+        or any per-unit weighted sum of the input patches without extracting them."""
+        kernel_shape = self._kernel.shape
+        return tf.raw_ops.Conv2DBackpropFilter(
+            input=inputs[0], filter_sizes=[kernel_shape[0], kernel_shape[1], kernel_shape[2], cotangent.shape[-1]],
+            out_backprop=cotangent, strides=self._strides, padding=self._padding, dilations=self._dilations,
+        )
 
 
 class AffineOperation(LinearOperation):

@@ -27,6 +27,8 @@ def test_method_on_tiny_model(method, model_name):
     before = [w.copy() for w in model.get_weights()]
     x = _inputs(model)
     analyzer = keras_xai.create_analyzer(method, model, **params_for(method))
+    if hasattr(analyzer, "fit"):  # fitted state (patterns): 64 samples, so that each logit is > 0 somewhere
+        analyzer.fit(np.random.default_rng(1).normal(size=(64, *x.shape[1:])).astype(np.float32))
 
     everything = analyzer.relevances(x)
     attribution = everything[model.layers[0].name]
