@@ -15,7 +15,9 @@ from keras_xai.canonize import STRUCTURAL_KINDS, CanonicalModel, UnsupportedLaye
 from keras_xai.engine import Engine
 from keras_xai.graph import read_model
 from keras_xai.rules import GradientRule
-from keras_xai.validation import check_batch, compute_dtype, neuron_indices
+from keras_xai.validation import (
+    check_batch, check_injected, compute_dtype, layer_name, neuron_indices, output_units,
+)
 
 #: Images per compiled call when a method averages over augmented copies of the batch.
 IMAGES_PER_AUGMENTED_CALL = 256
@@ -84,12 +86,8 @@ class NativeAnalyzer:
             )
         self._model = canonicalize(graph, self.dtype, method.name)
         self._engine = Engine(self._model, assign_rules(self._model, self._recipe, method.name),
-                              self._recipe.head, self.dtype)
-        output_shape = self._model.steps[self._model.output_index].output_shape
-        if any(d is None for d in output_shape[1:]):
-            raise ValueError(f"model {model.name!r} has an output of unknown size {output_shape}; "
-                             "give the model a fully defined input shape")
-        self.n_outputs = int(np.prod(output_shape[1:]))
+                              self._recipe.head, self.dtype, reference_pass=self._recipe.reference_pass)
+        self.n_outputs = output_units(self._model.steps[self._model.output_index].output_shape, model.name)
         self.input_shape = self._model.steps[0].output_shape
 
     def __repr__(self):
@@ -149,10 +147,7 @@ class NativeAnalyzer:
         return named
 
     def _step_index(self, layer) -> int:
-        name = layer.name if isinstance(layer, keras.layers.Layer) else layer
-        if name not in self._model.layer_steps:
-            raise ValueError(f"model {self.model.name!r} has no layer {name!r}; layers: {', '.join(self.layer_names)}")
-        return self._model.layer_steps[name]
+        return self._model.layer_steps[layer_name(layer, self.layer_names, self.model.name)]
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -206,11 +201,6 @@ class NativeAnalyzer:
         x = self._input(x)
         start = self._step_index(layer)
         shape = self._model.steps[start].output_shape
-        relevance = np.asarray(relevance.numpy() if hasattr(relevance, "numpy") else relevance)
-        if relevance.ndim == 2 and len(shape) > 2 and relevance.shape[1] == int(np.prod(shape[1:])):
-            relevance = relevance.reshape(len(relevance), *shape[1:])
-        relevance = check_batch(relevance, shape, self.dtype, "relevance")
-        if len(relevance) != len(x):
-            raise ValueError(f"relevance has {len(relevance)} samples but x has {len(x)}")
+        relevance = check_injected(relevance, shape, self.dtype, len(x))
         values = self._run(lambda a, r: self._engine.inject(a, start, r), x, relevance)
         return self._named(self._engine.reported_steps(start), values, x)

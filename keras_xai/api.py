@@ -14,8 +14,6 @@ def _native_analyzer(method, model, **params):
 
 
 ENGINES: dict = {"native": _native_analyzer}
-#: Engines that are designed but not available yet, with where they are tracked.
-PLANNED_ENGINES = {"innvestigate": "issue 5", "deeplift": "issue 5"}
 
 
 def register_engine(name: str, factory: Callable) -> None:
@@ -61,9 +59,22 @@ def create_analyzer(name: str, model: keras.Model, engine: str = "native", **par
     model : keras.Model
         The model to explain (without a final softmax: :func:`keras_xai.model_wo_softmax`).
     engine : str
-        "native" (default): this package's TF2 engine.
+        Which implementation computes the attributions (:func:`keras_xai.list_analyzers` says which
+        engines offer a method):
+
+        - "native" (default): this package's eager TF2 engine (float32 or float64, fastest);
+        - "innvestigate": iNNvestigate 2.1.2, every analyzer by its own name and parameters, plus
+          ``rect_grad`` and the residual rules for ``Add`` / BatchNormalization (option
+          ``residual_rules``, default True);
+        - "deeplift": deeplift 0.6.13: ``deep_lift.rescale``, ``deep_lift.reveal_cancel`` and
+          ``deep_lift.ablation``, with converters for ``Add``, ``GlobalAveragePooling2D`` and
+          ``ZeroPadding2D``.
+
+        The two package engines run in a worker process (graph mode), started on first use;
+        they compute in float32 and take ``timeout=`` (seconds per call). See
+        :mod:`keras_xai.engines`.
     **params
-        The method's parameters (e.g. ``epsilon=0.1``) and ``dtype="float64"``.
+        The method's parameters (e.g. ``epsilon=0.1``) and ``dtype="float64"`` (native engine).
 
     Returns
     -------
@@ -71,12 +82,10 @@ def create_analyzer(name: str, model: keras.Model, engine: str = "native", **par
     """
     method = get_method(name)
     if engine not in ENGINES:
-        if engine in PLANNED_ENGINES:
-            raise NotImplementedError(
-                f"engine {engine!r} is planned ({PLANNED_ENGINES[engine]}) but not available yet; "
-                "use engine='native'"
-            )
         raise ValueError(f"unknown engine {engine!r}; available: {sorted(ENGINES)}")
+    if engine not in method.engines:
+        raise ValueError(f"{name} is not available in the {engine} engine; use "
+                         f"{' or '.join(f'engine={e!r}' for e in method.engines)}")
     return ENGINES[engine](method, model, **params)
 
 

@@ -1,1 +1,384 @@
-"""(being written: issue 4)"""
+r"""DeepLIFT in the native engine (Shrikumar et al. 2017; "When Explanations Lie", eq. 13).
+
+DeepLIFT explains ``f_k(x) - f_k(x0)`` for a reference input ``x0`` (zeros by default). Every layer
+output carries a difference from its reference :math:`\Delta = y(x) - y(x_0)`, split into positive and
+negative contributions (forward), and positive and negative multipliers :math:`m^+, m^-` (backward);
+a layer's contribution to the target is :math:`m^+ \cdot c^+ + m^- \cdot c^-`. The rules are those of
+the deeplift package 0.6.13 (``layers/core.py``, ``convolutional.py``, ``normalization.py``,
+``activations.py``, ``pooling.py``) with the worker engine's additions
+(:mod:`keras_xai.engines.deeplift_layers`):
+
+- Dense, Conv2D (deeplift's "Linear" mode) and ``Add`` (identity weights): an input with
+  :math:`\Delta > 0` gets :math:`W^{+T} m^+ + W^{-T} m^-`, one with :math:`\Delta < 0` gets
+  :math:`W^{-T} m^+ + W^{+T} m^-`, one with :math:`\Delta = 0` gets :math:`W^T (m^+ + m^-) / 2`; its
+  positive and negative multipliers are equal. Contributions:
+  :math:`c^+ = W^+ \Delta^+ + W^- \Delta^-`, :math:`c^- = W^- \Delta^+ + W^+ \Delta^-`.
+- BatchNormalization (per-channel scale :math:`k`): :math:`m^+_{in} = k^+ m^+ + k^- m^-`,
+  :math:`m^-_{in} = k^- m^+ + k^+ m^-`; contributions scale the input's contributions likewise.
+- Rescale at an activation: both multipliers times :math:`\Delta y / \Delta x`, or the gradient at
+  the reference where :math:`|\Delta x| < 10^{-7}` (deeplift's ``NEAR_ZERO_THRESHOLD``).
+- RevealCancel: :math:`c^+_{out} = \frac12 (f(x_0 + c^+) - f(x_0) + f(x_0 + c^- + c^+) - f(x_0 + c^-))`,
+  :math:`c^-_{out}` likewise, :math:`m^\pm_{in} = m^\pm c^\pm_{out} / c^\pm_{in}` (near-zero
+  contributions get deeplift's pseudocount of :math:`\pm 10^{-7}`). Linear activations pass both on.
+- Max pooling, average pooling, GlobalAveragePooling2D, Flatten, Reshape, ZeroPadding2D,
+  Concatenate: each multiplier with the layer's gradient (max pooling: deeplift's "gradient" mode,
+  routed by the input's maxima); contributions through the layer itself (max pooling: the output's
+  difference split by sign, as the worker engine does).
+- ``deep_lift.ablation`` (the paper's ablation of eq. 13): the linear rule without the cross terms
+  :math:`W^+ m^-` and :math:`W^- m^+`: inputs with :math:`\Delta > 0` get
+  :math:`W^{+T} m^+ + W^{-T} m^-`, at :math:`\Delta = 0` half of it, with :math:`\Delta < 0` nothing;
+  BatchNorm passes :math:`k^+ m^+ + k^- m^-` to the positive and nothing to the negative multiplier.
+  Summation-to-delta does not hold for it.
+
+What the analyzer returns: :meth:`analyze` the contributions of the input (they sum to
+``f_k(x) - f_k(x0)``; the same as ``engine="deeplift"``); :meth:`relevances` and
+:meth:`propagate_from` the multiplier at every layer's output (the input's entry: its
+contributions) — where the two multipliers differ, the one of the layer's own difference from the
+reference (:math:`m^+` where :math:`\Delta > 0`, :math:`m^-` where :math:`\Delta < 0`, their mean at
+0), the multiplier the linear rule gives a layer's input. ``propagate_from`` sets both multipliers
+at the layer to the injected vector (the paper's CSC). :meth:`DeepLiftAnalyzer.contributions` and
+:meth:`DeepLiftAnalyzer.propagate_contributions` return the contributions at every layer (what the
+``deeplift`` worker engine returns from ``relevances`` / ``propagate_from``).
+
+Where the two multipliers are the same tensor (the head, every Rescale multiplier, every input of a
+linear layer), rules compute with one: ``W+^T m + W-^T m`` becomes ``W^T m``, which changes
+rounding only.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from keras_xai.analyzer import NativeAnalyzer, assign_rules
+from keras_xai.analyzers import SELECTORS, Recipe, register
+from keras_xai.engine import Engine, ReferencePass
+from keras_xai.rules import GradientRule, Rule
+
+#: deeplift.util.NEAR_ZERO_THRESHOLD: below it a difference counts as zero.
+NEAR_ZERO = 1e-7
+NONLINEAR_MODES = ("rescale", "reveal_cancel")
+
+
+def _mask(condition, like):
+    return tf.cast(condition, like.dtype)
+
+
+def split_by_sign(difference):
+    """``(difference * [difference > 0], difference * [difference < 0])`` as deeplift computes them."""
+    return difference * _mask(difference > 0, difference), difference * _mask(difference < 0, difference)
+
+
+def pseudocount_near_zero(tensor):
+    """deeplift's ``pseudocount_near_zero``: values with ``|t| < 0.5e-7`` pushed to ``+-1e-7``."""
+    small = _mask(tf.abs(tensor) < 0.5 * NEAR_ZERO, tensor)
+    return tensor + (NEAR_ZERO * (small * _mask(tensor >= 0, tensor)) - NEAR_ZERO * (small * _mask(tensor < 0, tensor)))
+
+
+def _same(pair) -> bool:
+    return pair[0] is pair[1]
+
+
+# --- the forward state: positive and negative contributions of every step ------------------------
+
+def _reveal_cancel_contributions(function, reference_input, positive, negative):
+    """RevealCancel's split of an activation's difference (deeplift's order of additions)."""
+    positive = pseudocount_near_zero(positive)
+    negative = pseudocount_near_zero(negative)
+    at_reference = function(reference_input)
+    both_negative_first = function(reference_input + negative + positive)
+    both_positive_first = function(reference_input + positive + negative)
+    with_positive = function(reference_input + positive)
+    with_negative = function(reference_input + negative)
+    new_positive = 0.5 * ((with_positive - at_reference) + (both_negative_first - with_negative))
+    new_negative = 0.5 * ((with_negative - at_reference) + (both_positive_first - with_positive))
+    return new_positive, new_negative
+
+
+def _rescale_factor(step, reference_input, reference_output, difference_in, difference_out):
+    """``dy / dx``, or the gradient at the reference where ``|dx| < 1e-7``."""
+    near = tf.abs(difference_in) < NEAR_ZERO
+    gradient = step.operation.vjp([reference_input], reference_output, tf.ones_like(reference_output))[0]
+    return tf.where(near, gradient, difference_out / tf.where(near, tf.ones_like(difference_in), difference_in))
+
+
+def _is_identity(step) -> bool:
+    return step.kind == "activation" and step.operation.name == "linear"
+
+
+class DeepLiftPass(ReferencePass):
+    """DeepLIFT's additions to the engine: contributions forward, a multiplier pair backward.
+
+    Parameters
+    ----------
+    reference : float or array
+        The reference input (number, one input, or one per sample).
+    nonlinear_mode : str
+        "rescale" or "reveal_cancel" (the contributions of activations depend on it).
+    report : str
+        "multipliers" (the input: contributions) or "contributions" (at every step).
+    """
+
+    def __init__(self, reference, nonlinear_mode: str, report: str = "multipliers"):
+        if nonlinear_mode not in NONLINEAR_MODES:
+            raise ValueError(f"nonlinear_mode must be one of {NONLINEAR_MODES}, got {nonlinear_mode!r}")
+        if report not in ("multipliers", "contributions"):
+            raise ValueError(f"report must be 'multipliers' or 'contributions', got {report!r}")
+        self.reference = reference
+        self.nonlinear_mode = nonlinear_mode
+        self.report_kind = report
+
+    def with_report(self, report: str) -> "DeepLiftPass":
+        return DeepLiftPass(self.reference, self.nonlinear_mode, report)
+
+    def state(self, step, inputs, reference_inputs, output, reference_output, input_states):
+        kind = step.kind
+        if kind in ("input", "max_pooling"):
+            return split_by_sign(output - reference_output)
+        operation = step.operation
+        if kind in ("dense", "conv2d"):
+            positive, negative = split_by_sign(inputs[0] - reference_inputs[0])
+            from_positive = operation.forward([positive], "positive", "none") + operation.forward([negative], "negative", "none")
+            # The four products sum to W dx = dz (the bias cancels): two convolutions instead of four.
+            return from_positive, (output - reference_output) - from_positive
+        if kind == "add":
+            parts = [split_by_sign(x - r) for x, r in zip(inputs, reference_inputs)]
+            return tf.add_n([p for p, _ in parts]), tf.add_n([n for _, n in parts])
+        if kind == "batch_norm":
+            positive, negative = input_states[0]
+            return (operation.forward([positive], "positive", "none") + operation.forward([negative], "negative", "none"),
+                    operation.forward([negative], "positive", "none") + operation.forward([positive], "negative", "none"))
+        if kind == "activation":
+            positive, negative = input_states[0]
+            if _is_identity(step):
+                return positive, negative
+            if self.nonlinear_mode == "reveal_cancel":
+                return _reveal_cancel_contributions(lambda v: operation.forward([v]), reference_inputs[0],
+                                                    positive, negative)
+            factor = _rescale_factor(step, reference_inputs[0], reference_output,
+                                     inputs[0] - reference_inputs[0], output - reference_output)
+            return positive * factor, negative * factor
+        # Pooling by averages and layers that move values: the layer applied to each part.
+        return (operation.forward([s[0] for s in input_states]), operation.forward([s[1] for s in input_states]))
+
+    def start(self, relevance):
+        return (relevance, relevance)
+
+    def report(self, step, relevance, output, reference_output, state):
+        if relevance is None:
+            return tf.zeros_like(output)
+        positive, negative = relevance
+        if self.report_kind == "contributions" or step.index == 0:
+            return positive * state[0] + negative * state[1]
+        if positive is negative:
+            return positive
+        difference = output - reference_output
+        return tf.where(difference > 0, positive, tf.where(difference < 0, negative, 0.5 * (positive + negative)))
+
+
+# --- rules -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeepLiftLinearRule(Rule):
+    r"""deeplift's "Linear" rule for Dense, Conv2D and Add (see the module docstring).
+
+    Parameters
+    ----------
+    ablation : bool
+        Drop the cross terms :math:`W^+ m^-` and :math:`W^- m^+` (paper eq. 13, "DeepLIFT ablation").
+    """
+
+    ablation: bool = False
+    weight_kinds = ("all", "positive", "negative")
+    needs_reference = True
+
+    def unsupported_reason(self, step):
+        if step.kind not in ("dense", "conv2d", "add"):
+            return "the DeepLIFT linear rule applies to Dense, Conv2D and Add layers"
+        return super().unsupported_reason(step)
+
+    def __call__(self, step, inputs, output, relevance, reference):
+        operation = step.operation
+        positive, negative = relevance
+
+        def transpose(multipliers, weights):
+            return operation.transpose(multipliers, inputs, weights)
+
+        if _same(relevance):
+            same_sign = transpose(positive, "all")  # W+^T m + W-^T m = W^T m
+            at_zero = [0.5 * t for t in same_sign]
+        else:
+            same_sign = [a + b for a, b in zip(transpose(positive, "positive"), transpose(negative, "negative"))]
+            if self.ablation:
+                at_zero = [0.5 * t for t in same_sign]
+            else:
+                # W = W+ + W-: the four products sum to W^T (m+ + m-), so three transposes do.
+                both = transpose(positive + negative, "all")
+                cross = [b - a for a, b in zip(same_sign, both)]
+                at_zero = [0.5 * b for b in both]
+        if _same(relevance) and not self.ablation:
+            return [(t, t) for t in same_sign]  # all three cases are W^T m
+        results = []
+        for index, (x, x0) in enumerate(zip(inputs, reference.inputs)):
+            difference = x - x0
+            above, at = _mask(difference > 0, difference), _mask(tf.equal(difference, 0), difference)
+            if self.ablation:
+                increment = above * same_sign[index] + at * at_zero[index]
+            else:
+                below = _mask(difference < 0, difference)
+                increment = above * same_sign[index] + below * cross[index] + at * at_zero[index]
+            results.append((increment, increment))
+        return results
+
+
+@dataclass(frozen=True)
+class DeepLiftBatchNormRule(Rule):
+    """deeplift's BatchNormalization rule (multipliers through the positive and negative scales).
+
+    Parameters
+    ----------
+    ablation : bool
+        Keep only ``k+ m+ + k- m-``, for the positive multiplier (the negative one gets zero).
+    """
+
+    ablation: bool = False
+    weight_kinds = ("positive", "negative")
+    needs_reference = True
+
+    def unsupported_reason(self, step):
+        if step.kind != "batch_norm":
+            return "the DeepLIFT BatchNorm rule applies to BatchNormalization layers"
+        return super().unsupported_reason(step)
+
+    def __call__(self, step, inputs, output, relevance, reference):
+        operation = step.operation
+        positive, negative = relevance
+
+        def scaled(multipliers, weights):
+            return operation.transpose(multipliers, inputs, weights)[0]
+
+        if _same(relevance) and not self.ablation:
+            both = scaled(positive, "all")  # k+ m + k- m = k m
+            return [(both, both)]
+        kept = scaled(positive, "positive") + scaled(negative, "negative")
+        if self.ablation:
+            return [(kept, tf.zeros_like(kept))]
+        return [(kept, scaled(positive, "negative") + scaled(negative, "positive"))]
+
+
+@dataclass(frozen=True)
+class DeepLiftActivationRule(Rule):
+    """Rescale or RevealCancel at an elementwise activation (linear activations pass both on).
+
+    Parameters
+    ----------
+    mode : str
+        "rescale" or "reveal_cancel".
+    """
+
+    mode: str = "rescale"
+    needs_linear = False
+    needs_reference = True
+
+    def __post_init__(self):
+        if self.mode not in NONLINEAR_MODES:
+            raise ValueError(f"DeepLiftActivationRule: mode must be one of {NONLINEAR_MODES}, got {self.mode!r}")
+
+    def unsupported_reason(self, step):
+        if step.kind != "activation":
+            return "the DeepLIFT nonlinear rules apply to activation layers"
+        return None
+
+    def __call__(self, step, inputs, output, relevance, reference):
+        positive, negative = relevance
+        if _is_identity(step):
+            return [relevance]
+        if self.mode == "rescale":
+            factor = _rescale_factor(step, reference.inputs[0], reference.output,
+                                     inputs[0] - reference.inputs[0], output - reference.output)
+            if _same(relevance):
+                both = factor * positive
+                return [(both, both)]
+            return [(factor * positive, factor * negative)]
+        (in_positive, in_negative), (out_positive, out_negative) = reference.input_states[0], reference.state
+        return [(out_positive / pseudocount_near_zero(in_positive) * positive,
+                 out_negative / pseudocount_near_zero(in_negative) * negative)]
+
+
+def deep_lift_recipe(reference, nonlinear_mode: str, ablation: bool) -> Recipe:
+    """The recipe of a DeepLIFT method (see the module docstring)."""
+    if nonlinear_mode not in NONLINEAR_MODES:
+        raise ValueError(f"nonlinear_mode must be one of {NONLINEAR_MODES}, got {nonlinear_mode!r}")
+    try:
+        value = np.asarray(reference, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"reference must be a number or an array of numbers, got {reference!r}") from error
+    if not np.isfinite(value).all():
+        raise ValueError(f"reference must be finite, got {reference!r}")
+    linear = DeepLiftLinearRule(ablation)
+    rules = (
+        (SELECTORS["dense"], linear),
+        (SELECTORS["conv"], linear),
+        (SELECTORS["add"], linear),
+        (SELECTORS["batch_norm"], DeepLiftBatchNormRule(ablation)),
+        (SELECTORS["average_pooling"], GradientRule()),
+        (SELECTORS["activation"], DeepLiftActivationRule(nonlinear_mode)),
+    )
+    return Recipe(rules, head="gradient", reference_pass=DeepLiftPass(value, nonlinear_mode))
+
+
+class DeepLiftAnalyzer(NativeAnalyzer):
+    """The native analyzer for DeepLIFT, with the contributions at every layer besides the
+    multipliers (see :mod:`keras_xai.deeplift`)."""
+
+    def __init__(self, method, model, dtype="float32", **params):
+        super().__init__(method, model, dtype=dtype, **params)
+        self._contribution_engine = None
+
+    @contextlib.contextmanager
+    def _contributions_engine(self):
+        """Run the enclosed calls on an engine that reports contributions at every step."""
+        if self._contribution_engine is None:
+            self._contribution_engine = Engine(
+                self._model, assign_rules(self._model, self._recipe, self.name), self._recipe.head, self.dtype,
+                reference_pass=self._recipe.reference_pass.with_report("contributions"))
+        multipliers, self._engine = self._engine, self._contribution_engine
+        try:
+            yield
+        finally:
+            self._engine = multipliers
+
+    def contributions(self, x, neuron_selection="max_activation") -> dict:
+        """Contributions to the selected output at every layer's output (layer name -> array).
+
+        The input's entry equals :meth:`analyze`; this is what ``engine="deeplift"`` returns from
+        ``relevances``.
+        """
+        with self._contributions_engine():
+            return self.relevances(x, neuron_selection)
+
+    def propagate_contributions(self, x, layer, relevance) -> dict:
+        """Like :meth:`propagate_from` (both multipliers at ``layer`` set to ``relevance``), but the
+        contributions at every layer below (what ``engine="deeplift"`` returns from ``propagate_from``)."""
+        with self._contributions_engine():
+            return self.propagate_from(x, layer, relevance)
+
+
+@register("deep_lift.rescale", "deep_lift", reduction="sum", analyzer_class=DeepLiftAnalyzer)
+def rescale(reference=0.0) -> Recipe:
+    """DeepLIFT with the Rescale rule (zero reference by default)."""
+    return deep_lift_recipe(reference, "rescale", ablation=False)
+
+
+@register("deep_lift.reveal_cancel", "deep_lift", reduction="sum", analyzer_class=DeepLiftAnalyzer)
+def reveal_cancel(reference=0.0) -> Recipe:
+    """DeepLIFT with the RevealCancel rule (zero reference by default)."""
+    return deep_lift_recipe(reference, "reveal_cancel", ablation=False)
+
+
+@register("deep_lift.ablation", "deep_lift", reduction="sum", analyzer_class=DeepLiftAnalyzer)
+def ablation(reference=0.0, nonlinear_mode: str = "reveal_cancel") -> Recipe:
+    """DeepLIFT without the cross terms W+ r- and W- r+ of the linear rule (the paper's ablation)."""
+    return deep_lift_recipe(reference, nonlinear_mode, ablation=True)

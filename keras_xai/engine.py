@@ -3,10 +3,19 @@
 Each mode (input relevance only, relevance at every layer, injection at step k) is one
 ``tf.function`` with a fixed input signature (batch dimension ``None``), so it is traced once per
 analyzer and reused for every batch size.
+
+Methods that compare the input with a reference input (DeepLIFT) give the engine a
+:class:`ReferencePass`. Then the forward pass runs on the input and the reference in one batch,
+the pass computes a forward state per step (e.g. positive and negative contributions), the
+backward quantity may be a tuple (e.g. positive and negative multipliers; rules that do not declare
+``needs_reference`` are applied to each component), rules declaring ``needs_reference = True`` get a
+:class:`ReferenceContext` as fifth argument, and the pass decides what is reported per step.
+Without a reference pass nothing of this runs: the other methods' passes are unchanged.
 """
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +26,71 @@ from keras_xai.canonize import CanonicalModel
 #: What the backward pass starts from at the selected output unit k:
 #: "gradient" -> 1 (gradient family), "value" -> y_k (LRP), "relu_value" -> max(0, y_k) (Deep Taylor).
 HEADS = ("gradient", "value", "relu_value")
+
+
+@dataclass(frozen=True)
+class ReferenceContext:
+    """What a rule with ``needs_reference = True`` gets besides ``(step, inputs, output, relevance)``.
+
+    Attributes
+    ----------
+    inputs : list of tf.Tensor
+        The step's inputs computed from the reference input (batch size 1 when all samples share
+        the reference: they broadcast against the inputs).
+    output : tf.Tensor
+        The step's output computed from the reference input.
+    input_states, state
+        The :class:`ReferencePass` forward state of each input and of the step's output.
+    """
+
+    inputs: list
+    output: tf.Tensor
+    input_states: list
+    state: object
+
+
+class ReferencePass:
+    """Interface of the reference-input extension of the engine (see the module docstring).
+
+    Attributes
+    ----------
+    reference : float or array
+        The reference input: a number, one input (shaped like one sample) or one per sample.
+    """
+
+    reference = 0.0
+
+    def state(self, step, inputs, reference_inputs, output, reference_output, input_states):
+        """Forward state of ``step`` (any nest of tensors, computed in forward order)."""
+        return None
+
+    def start(self, relevance):
+        """The backward quantity from a tensor at the start of the pass (the head or an injected
+        vector)."""
+        return relevance
+
+    def report(self, step, relevance, output, reference_output, state) -> tf.Tensor:
+        """The reported tensor at ``step`` (``relevance`` is None where the pass never arrived)."""
+        return tf.zeros_like(output) if relevance is None else relevance
+
+
+def _sum(parts: list):
+    """Sum of the backward quantities arriving at one step (tensors or tuples of tensors)."""
+    if not isinstance(parts[0], tuple):
+        return tf.add_n(parts)
+    if all(p[0] is p[1] for p in parts if len(p) == 2):
+        # Equal components (DeepLIFT's multipliers usually are): sum once, keep them one object.
+        total = tf.add_n([p[0] for p in parts])
+        return (total, total)
+    return tuple(tf.add_n(list(components)) for components in zip(*parts))
+
+
+def _componentwise(rule, step, inputs, output, relevance: tuple) -> list:
+    """A rule for one tensor applied to each component of a tuple; per input, a tuple again."""
+    if len(relevance) == 2 and relevance[0] is relevance[1]:
+        return [(r, r) for r in rule(step, inputs, output, relevance[0])]
+    per_component = [rule(step, inputs, output, r) for r in relevance]
+    return [tuple(parts) for parts in zip(*per_component)]
 
 
 class Engine:
@@ -32,9 +106,12 @@ class Engine:
         One of :data:`HEADS`.
     dtype : tf.DType
         Compute dtype of every intermediate.
+    reference_pass : ReferencePass, optional
+        For methods comparing the input with a reference input (DeepLIFT).
     """
 
-    def __init__(self, model: CanonicalModel, rules: Sequence, head: str, dtype: tf.DType):
+    def __init__(self, model: CanonicalModel, rules: Sequence, head: str, dtype: tf.DType,
+                 reference_pass: ReferencePass | None = None):
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self._steps = model.steps
@@ -46,6 +123,13 @@ class Engine:
         self._input_spec = tf.TensorSpec([None, *model.steps[0].output_shape[1:]], dtype)
         self._selection_spec = tf.TensorSpec([None], tf.int32)
         self._functions = {}
+        self._reference_pass = reference_pass
+        if reference_pass is not None:
+            self._reference = np.asarray(reference_pass.reference, dtype=dtype.as_numpy_dtype)
+            sample_shape = tuple(model.steps[0].output_shape[1:])
+            if None not in sample_shape:  # fail at creation, not at the first call
+                count = len(self._reference) if self._reference.ndim > len(sample_shape) else 1
+                self._reference_batch(np.zeros((count, *sample_shape)))
 
     # --- graph pieces ------------------------------------------------------------------------
 
@@ -66,6 +150,35 @@ class Engine:
                 activations[step.index] = step.operation.forward([activations[i] for i in step.inputs])
         return activations
 
+    def _reference_batch(self, x) -> np.ndarray:
+        """The reference input for the batch ``x``: one per sample, or a single one (batch size 1)
+        when all samples share it, so that the forward pass computes it once."""
+        shape = tuple(np.shape(x))
+        reference = self._reference
+        try:
+            if reference.ndim == len(shape) and reference.shape[0] != 1:  # one reference per sample
+                return np.ascontiguousarray(np.broadcast_to(reference, shape))
+            return np.ascontiguousarray(np.broadcast_to(reference, (1, *shape[1:])))
+        except ValueError as error:
+            raise ValueError(
+                f"reference of shape {reference.shape} does not fit inputs of shape {shape}: give a number, "
+                f"one input shaped {shape[1:]}, or one reference per sample shaped {shape}") from error
+
+    def _forward_with_reference(self, x, reference, needed: set) -> tuple:
+        """Activations of ``x`` and of ``reference`` (one forward pass on both) and the reference
+        pass's state of every needed step. A shared reference has batch size 1 and broadcasts."""
+        count = tf.shape(x)[0]
+        both = self._forward(tf.concat([x, reference], 0), needed)
+        activations = {i: a[:count] for i, a in both.items()}
+        references = {i: a[count:] for i, a in both.items()}
+        states = {}
+        for step in self._steps:
+            if step.index in needed:
+                states[step.index] = self._reference_pass.state(
+                    step, [activations[i] for i in step.inputs], [references[i] for i in step.inputs],
+                    activations[step.index], references[step.index], [states[i] for i in step.inputs])
+        return activations, (references, states)
+
     def _output_relevance(self, output, selection):
         """Relevance at the model output: one-hot at the selected unit (-1 = the maximal unit)."""
         flat = tf.reshape(output, [-1, self._output_units])
@@ -78,26 +191,47 @@ class Engine:
             one_hot = one_hot * tf.nn.relu(flat)
         return tf.reshape(one_hot, tf.shape(output))
 
-    def _backward(self, activations: dict, start: int, relevance) -> dict:
-        """Relevance at the output of every step at or below ``start`` that it reaches."""
+    def _backward(self, activations: dict, start: int, relevance, reference=None) -> dict:
+        """Relevance at the output of every step at or below ``start`` that it reaches.
+
+        ``reference`` is ``(reference activations, states)`` from :meth:`_forward_with_reference`.
+        """
+        if reference is not None:
+            relevance = self._reference_pass.start(relevance)
         pending = {start: [relevance]}
         reached = {}
         for index in range(start, -1, -1):
             parts = pending.pop(index, None)
             if parts is None:
                 continue
-            total = parts[0] if len(parts) == 1 else tf.add_n(parts)
+            total = parts[0] if len(parts) == 1 else _sum(parts)
             reached[index] = total
             if index == 0:
                 break
             step = self._steps[index]
             inputs = [activations[i] for i in step.inputs]
-            for source, part in zip(step.inputs, self._rules[index](step, inputs, activations[index], total)):
+            rule = self._rules[index]
+            if reference is not None and getattr(rule, "needs_reference", False):
+                references, states = reference
+                context = ReferenceContext([references[i] for i in step.inputs], references[index],
+                                           [states[i] for i in step.inputs], states[index])
+                results = rule(step, inputs, activations[index], total, context)
+            elif isinstance(total, tuple):
+                results = _componentwise(rule, step, inputs, activations[index], total)
+            else:
+                results = rule(step, inputs, activations[index], total)
+            for source, part in zip(step.inputs, results):
                 pending.setdefault(source, []).append(part)
         return reached
 
-    def _reported(self, activations: dict, reached: dict, candidates) -> tuple:
+    def _reported(self, activations: dict, reached: dict, candidates, reference=None) -> tuple:
         """Relevance per reported step (zeros where the backward pass never arrived)."""
+        if reference is not None:
+            references, states = reference
+            return tuple(
+                self._reference_pass.report(self._steps[i], reached.get(i), activations[i], references[i], states[i])
+                for i in candidates
+            )
         return tuple(
             reached[i] if i in reached else tf.zeros_like(activations[i])
             for i in candidates
@@ -133,31 +267,63 @@ class Engine:
             return self._tf_function(predict, self._input_spec)
         return self._compiled("predict", build)(x)
 
+    def _pass_inputs(self, x, needed: set, reference):
+        """Forward pass: ``(activations, reference part)``; the second is None without a reference pass."""
+        if self._reference_pass is None:
+            return self._forward(x, needed), None
+        return self._forward_with_reference(x, reference, needed)
+
+    def _call(self, key, build, x, *args):
+        """Run a compiled pass; with a reference pass the reference batch goes in after ``x``."""
+        compiled = self._compiled(key, build)
+        if self._reference_pass is None:
+            return compiled(x, *args)
+        return compiled(x, self._reference_batch(x), *args)
+
+    def _signature(self, *specs) -> tuple:
+        if self._reference_pass is None:
+            return (self._input_spec, *specs)
+        return (self._input_spec, self._input_spec, *specs)
+
+    @staticmethod
+    def _split_arguments(arguments: tuple, with_reference: bool) -> tuple:
+        """``(x, reference or None, rest)`` from the compiled function's arguments."""
+        if with_reference:
+            return arguments[0], arguments[1], arguments[2:]
+        return arguments[0], None, arguments[1:]
+
     def input_relevance(self, x, selection) -> tf.Tensor:
         """Relevance at the model input for the selected output units (``selection`` -1 = max)."""
         def build():
             needed = self._ancestors(self._output)
+            with_reference = self._reference_pass is not None
 
-            def input_relevance(x, selection):
-                activations = self._forward(x, needed)
+            def input_relevance(*arguments):
+                x, reference, (selection,) = self._split_arguments(arguments, with_reference)
+                activations, extra = self._pass_inputs(x, needed, reference)
                 head = self._output_relevance(activations[self._output], selection)
-                return self._backward(activations, self._output, head).get(0, tf.zeros_like(x))
-            return self._tf_function(input_relevance, self._input_spec, self._selection_spec)
-        return self._compiled("input", build)(x, selection)
+                reached = self._backward(activations, self._output, head, extra)
+                if extra is not None:
+                    return self._reported(activations, reached, [0], extra)[0]
+                return reached.get(0, tf.zeros_like(x))
+            return self._tf_function(input_relevance, *self._signature(self._selection_spec))
+        return self._call("input", build, x, selection)
 
     def relevances(self, x, selection) -> tuple:
         """Relevance at every reported step's output (order of :meth:`reported_steps`)."""
         def build():
             needed = self._ancestors(self._output)
             candidates = self.reported_steps()
+            with_reference = self._reference_pass is not None
 
-            def relevances(x, selection):
-                activations = self._forward(x, needed)
+            def relevances(*arguments):
+                x, reference, (selection,) = self._split_arguments(arguments, with_reference)
+                activations, extra = self._pass_inputs(x, needed, reference)
                 head = self._output_relevance(activations[self._output], selection)
-                reached = self._backward(activations, self._output, head)
-                return self._reported(activations, reached, candidates)
-            return self._tf_function(relevances, self._input_spec, self._selection_spec)
-        return self._compiled("all", build)(x, selection)
+                reached = self._backward(activations, self._output, head, extra)
+                return self._reported(activations, reached, candidates, extra)
+            return self._tf_function(relevances, *self._signature(self._selection_spec))
+        return self._call("all", build, x, selection)
 
     def inject(self, x, start: int, relevance) -> tuple:
         """Replace the relevance at step ``start``'s output by ``relevance`` and propagate down.
@@ -169,10 +335,12 @@ class Engine:
             needed = self._ancestors(start)
             candidates = self.reported_steps(start)
             spec = tf.TensorSpec([None, *self._steps[start].output_shape[1:]], self.dtype)
+            with_reference = self._reference_pass is not None
 
-            def inject(x, relevance):
-                activations = self._forward(x, needed)
-                reached = self._backward(activations, start, relevance)
-                return self._reported(activations, reached, candidates)
-            return self._tf_function(inject, self._input_spec, spec)
-        return self._compiled(("inject", start), build)(x, relevance)
+            def inject(*arguments):
+                x, reference, (relevance,) = self._split_arguments(arguments, with_reference)
+                activations, extra = self._pass_inputs(x, needed, reference)
+                reached = self._backward(activations, start, relevance, extra)
+                return self._reported(activations, reached, candidates, extra)
+            return self._tf_function(inject, *self._signature(spec))
+        return self._call(("inject", start), build, x, relevance)

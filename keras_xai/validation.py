@@ -95,3 +95,33 @@ def neuron_indices(neuron_selection, batch_size: int, n_outputs: int) -> np.ndar
         raise ValueError(f"neuron_selection {indices[bad][0]} is out of range: the model has "
                          f"{n_outputs} output units (valid indices 0..{n_outputs - 1})")
     return indices.astype(np.int32)
+
+
+def layer_name(layer, known, model_name: str) -> str:
+    """The name of ``layer`` (a name or a Keras layer), checked against the ``known`` layer names."""
+    name = getattr(layer, "name", layer)
+    if name not in known:
+        raise ValueError(f"model {model_name!r} has no layer {name!r}; layers: {', '.join(known)}")
+    return name
+
+
+def check_injected(relevance, shape: tuple, dtype: tf.DType, batch_size: int) -> np.ndarray:
+    """A batch of vectors to inject at a layer with output shape ``shape`` (``propagate_from``).
+
+    Accepts one vector per sample shaped like the layer's output or flattened to ``(batch, units)``.
+    """
+    relevance = np.asarray(relevance.numpy() if hasattr(relevance, "numpy") else relevance)
+    if relevance.ndim == 2 and len(shape) > 2 and relevance.shape[1] == int(np.prod(shape[1:])):
+        relevance = relevance.reshape(len(relevance), *shape[1:])
+    relevance = check_batch(relevance, shape, dtype, "relevance")
+    if len(relevance) != batch_size:
+        raise ValueError(f"relevance has {len(relevance)} samples but x has {batch_size}")
+    return relevance
+
+
+def output_units(output_shape: tuple, model_name: str) -> int:
+    """How many output units a model has (the range of ``neuron_selection``)."""
+    if any(d is None for d in output_shape[1:]):
+        raise ValueError(f"model {model_name!r} has an output of unknown size {tuple(output_shape)}; "
+                         "give the model a fully defined input shape")
+    return int(np.prod(output_shape[1:]))

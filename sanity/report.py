@@ -138,7 +138,7 @@ def _pattern_svd_claims(summary) -> list:
     layers = summary["layers"]
     pattern_ratios = summary["full"]["A"]
     above = [name for name, r in zip(layers, pattern_ratios) if r > PATTERN_RATIO]
-    claims = [Claim("pattern-svd", "patterns A have one dominant direction (fig. 3a)",
+    claims = [Claim("pattern-svd", "patterns A have one dominant direction (fig. 3a; the paper measured VGG-16)",
                     f"sigma1/sigma2 of A > {PATTERN_RATIO:g} for all layers but at most one",
                     f"{len(above)} of {len(layers)} layers (" + ", ".join(f"{n}: {_fmt(r)}" for n, r in
                                                               zip(layers, pattern_ratios)) + ")",

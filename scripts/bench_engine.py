@@ -1,15 +1,24 @@
-"""Benchmark the native engine against a plain tf.GradientTape gradient and iNNvestigate 2.1.2.
+"""Benchmark every engine of keras_xai on the appendix-D CIFAR net: one table, steady state and first call.
 
-Per method, on the appendix-D CIFAR net (32x32x3, random weights, explained before the softmax):
-our steady-state time per batch (median of --repeats calls), the plain tf.GradientTape gradient
-(compiled with tf.function), iNNvestigate's steady-state time (measured in a worker process in
-graph mode, call by call in turn with ours so that the machine's load affects both alike), their
-ratios, and the first-call times (trace / graph build + first run).
+Per method (appendix-D CIFAR net, 32x32x3, random weights, explained before the softmax), one
+column per engine that offers it:
 
-Targets: ours <= iNNvestigate for every method; our first call >= 4x faster than iNNvestigate's;
+- ``native``: keras_xai's eager TF2 engine;
+- ``innvestigate``: ``engine="innvestigate"`` (iNNvestigate 2.1.2 in a worker process);
+- ``deeplift``: ``engine="deeplift"`` (deeplift 0.6.13 in a worker process);
+- ``package``: plain iNNvestigate 2.1.2 (``innvestigate.create_analyzer`` in graph mode, in its own
+  process), the baseline the native engine is measured against;
+
+plus the plain tf.GradientTape gradient (compiled with tf.function). Steady state is the median of
+--repeats calls, made in turn for all engines so that the machine's load affects them alike; the
+first call is analyzer creation + first analysis (trace / graph build; a worker's own start-up is
+reported separately, and ``pattern.*`` methods are fitted on the batch before, not counted).
+
+Targets: native <= package for every method; native first call >= 4x faster than the package's;
 alpha-beta <= 2.5x the plain gradient.
 
     python scripts/bench_engine.py --methods gradient lrp.z lrp.alpha_1_beta_0 --batch 64 --repeats 7
+    python scripts/bench_engine.py --engines native deeplift --methods deep_lift.rescale --repeats 3
 """
 from __future__ import annotations
 
@@ -26,63 +35,67 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-#: Methods both engines have (iNNvestigate names), in table order.
-DEFAULT_METHODS = [
-    "gradient", "input_t_gradient", "deconvnet", "guided_backprop",
-    "lrp.z", "lrp.epsilon", "lrp.w_square", "lrp.flat", "lrp.alpha_1_beta_0", "lrp.alpha_2_beta_1",
-    "lrp.alpha_1_beta_0_IB", "lrp.alpha_2_beta_1_IB", "lrp.z_plus", "lrp.z_plus_fast",
-    "lrp.sequential_preset_a", "lrp.sequential_preset_b", "lrp.sequential_preset_a_flat",
-    "lrp.sequential_preset_b_flat", "deep_taylor", "deep_taylor.bounded",
-    "integrated_gradients", "smoothgrad",
-]
+#: Engines in table order; "package" is plain iNNvestigate (not a keras_xai engine).
+ENGINES = ("native", "innvestigate", "deeplift", "package")
+#: Column titles.
+TITLES = {"native": "native", "innvestigate": "iNNv eng", "deeplift": "deeplift", "package": "iNNv pkg"}
 #: Methods that average over 64 modified copies of the batch.
 AUGMENTED = ("integrated_gradients", "smoothgrad")
-#: Parameters some methods need (the same for both engines).
+#: Parameters some methods need (the same for every engine).
 METHOD_PARAMS = {"deep_taylor.bounded": {"low": 0.0, "high": 1.0}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Time keras_xai's native engine against a plain tf.GradientTape gradient and "
-                    "iNNvestigate 2.1.2 (graph mode, in a subprocess) on the appendix-D CIFAR net.",
-        epilog="Methods with an input augmentation (integrated_gradients, smoothgrad) run 64 copies "
-               "of the batch per call in both engines, so they take about 64 gradient times.")
-    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, metavar="NAME",
-                        help="methods to time (default: every method iNNvestigate also has)")
+        description="Time keras_xai's engines (native, innvestigate, deeplift), plain iNNvestigate 2.1.2 "
+                    "and a plain tf.GradientTape gradient on the appendix-D CIFAR net: steady state and "
+                    "first call, one table.",
+        epilog="Methods with an input augmentation (integrated_gradients, smoothgrad) run 64 copies of "
+               "the batch per call, so they take about 64 gradient times. A method an engine does not "
+               "offer leaves its cell empty; one that fails to build is skipped with the reason.")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                        help="methods to time (default: every registered method some chosen engine offers)")
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES, metavar="ENGINE",
+                        help=f"engines to time, from {', '.join(ENGINES)} ('package' is plain iNNvestigate; "
+                             "default: all)")
     parser.add_argument("--batch", type=int, default=64, help="images per batch (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=7,
                         help="timed calls per method after the first; the median is reported (default: %(default)s)")
-    parser.add_argument("--no-innvestigate", action="store_true", help="skip the iNNvestigate subprocess")
+    parser.add_argument("--augmented-repeats", type=int, default=2,
+                        help="timed calls for integrated_gradients and smoothgrad (default: %(default)s)")
+    parser.add_argument("--no-innvestigate", action="store_true",
+                        help="leave out the innvestigate engine and the plain package (no iNNvestigate process)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and images")
-    parser.add_argument("--augmented-repeats", type=int, default=2,
-                        help="timed calls for integrated_gradients and smoothgrad, which run 64 copies "
-                             "of the batch (default: %(default)s)")
     parser.add_argument("--innvestigate-worker", nargs=2, metavar=("MODEL", "INPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.batch, args.repeats, args.augmented_repeats) < 1:
         parser.error("--batch, --repeats and --augmented-repeats must be >= 1")
+    if args.no_innvestigate:
+        args.engines = [e for e in args.engines if e not in ("innvestigate", "package")]
     return args
 
 
-def _timed(call, repeats: int) -> tuple:
-    """(first call seconds, median of ``repeats`` further calls)."""
+def _seconds(call) -> float:
     start = time.perf_counter()
     call()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return first, sorted(times)[len(times) // 2]
+    return time.perf_counter() - start
 
 
-# --- iNNvestigate, in its own process (graph mode is process-wide) -------------------------------
+def _median(values):
+    return sorted(values)[len(values) // 2] if values else None
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:160]
+
+
+# --- plain iNNvestigate, in its own process (graph mode is process-wide) --------------------------
 
 def innvestigate_worker(model_path: str, input_path: str) -> None:
-    """Serve timing requests on stdin: ``build METHOD`` (fresh graph, create, first call) and
-    ``call`` (one timed call); each answer is one ``RESULT {json}`` line on stdout."""
+    """Serve requests on stdin: ``names`` (the package's analyzers), ``build METHOD`` (fresh graph,
+    create, first call) and ``call`` (one timed call); each answer is one ``RESULT {json}`` line on
+    stdout, with ``names``, ``seconds`` or ``error``."""
     import numpy as np
     import tensorflow as tf
     tf.compat.v1.disable_eager_execution()
@@ -94,18 +107,28 @@ def innvestigate_worker(model_path: str, input_path: str) -> None:
         command, _, method = line.strip().partition(" ")
         if command == "quit":
             break
+        if command == "names":
+            print("RESULT " + json.dumps({"names": sorted(innvestigate.analyzer.analyzers)}), flush=True)
+            continue
         start = time.perf_counter()
-        if command == "build":
-            tf.keras.backend.clear_session()  # a fresh graph: earlier analyzers must not slow this one
-            model = tf.keras.models.load_model(model_path, compile=False)
-            analyzer = innvestigate.create_analyzer(method, model, **METHOD_PARAMS.get(method, {}))
-        analyzer.analyze(x)
-        print("RESULT " + json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+        try:
+            if command == "build":
+                analyzer = None
+                if method not in innvestigate.analyzer.analyzers:
+                    raise ValueError(f"iNNvestigate 2.1.2 has no analyzer {method!r}")
+                tf.keras.backend.clear_session()  # a fresh graph: earlier analyzers must not slow this one
+                model = tf.keras.models.load_model(model_path, compile=False)
+                analyzer = innvestigate.create_analyzer(method, model, **METHOD_PARAMS.get(method, {}))
+            analyzer.analyze(x)
+            answer = {"seconds": time.perf_counter() - start}
+        except Exception as error:  # reported as a skipped cell, the next method goes on
+            answer = {"error": _reason(error)}
+        print("RESULT " + json.dumps(answer), flush=True)
 
 
-class InnvestigateTimer:
-    """iNNvestigate in a worker process, driven call by call so that its measurements interleave
-    with ours (the machine's load then affects both alike)."""
+class PackageTimer:
+    """Plain iNNvestigate in a subprocess, driven call by call so that its measurements interleave
+    with the engines' (the machine's load then affects all alike)."""
 
     def __init__(self, model, x, folder: Path):
         import numpy as np
@@ -113,23 +136,30 @@ class InnvestigateTimer:
             warnings.simplefilter("ignore")
             model.save(folder / "model.h5", save_format="h5")
         np.save(folder / "x.npy", x)
+        start = time.perf_counter()
         self._process = subprocess.Popen(
             [sys.executable, __file__, "--innvestigate-worker", str(folder / "model.h5"), str(folder / "x.npy")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.names = set(self._ask("names"))  # waits for TensorFlow and iNNvestigate to load
+        self.startup = time.perf_counter() - start
 
-    def _ask(self, command: str) -> float:
+    def offers(self, method: str, engines: tuple) -> bool:
+        return method in self.names
+
+    def _ask(self, command: str):
         self._process.stdin.write(command + "\n")
         self._process.stdin.flush()
         for line in self._process.stdout:
             if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])["seconds"]
-        raise RuntimeError(f"the iNNvestigate worker stopped (exit code {self._process.wait()})")
+                answer = json.loads(line[len("RESULT "):])
+                if "error" in answer:
+                    raise RuntimeError(answer["error"])
+                return answer.get("seconds", answer.get("names"))
+        raise RuntimeError(f"the iNNvestigate process stopped (exit code {self._process.wait()})")
 
-    def build(self, method: str) -> float:
-        return self._ask(f"build {method}")
-
-    def call(self) -> float:
-        return self._ask("call")
+    def build(self, method: str) -> tuple:
+        """(first call seconds, a function timing one more call)."""
+        return self._ask(f"build {method}"), lambda: self._ask("call")
 
     def close(self):
         if self._process.poll() is None:
@@ -138,7 +168,7 @@ class InnvestigateTimer:
             self._process.wait(timeout=60)
 
 
-# --- ours ----------------------------------------------------------------------------------------
+# --- keras_xai's engines ------------------------------------------------------------------------
 
 def build_model(seed: int):
     import numpy as np
@@ -167,65 +197,103 @@ def tape_gradient_function(model):
     return lambda x: gradient(tf.constant(x)).numpy()
 
 
-def _seconds(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
+def start_worker(engine: str) -> float:
+    """Start a worker engine's process (if it is not running) and return the seconds it took."""
+    from keras_xai.engines import deeplift_engine, get_worker, innvestigate_engine
+    analyzer_class = {"innvestigate": innvestigate_engine.InnvestigateAnalyzer,
+                      "deeplift": deeplift_engine.DeepLiftAnalyzer}[engine]
+    worker = get_worker(engine, analyzer_class.worker_module)
+    return _seconds(lambda: worker.call({"op": "debug", "action": "pid"}))
 
 
-def _median(values):
-    return sorted(values)[len(values) // 2]
+class EngineTimer:
+    """One keras_xai engine: analyzers created on request, worker start-up timed on first use."""
+
+    def __init__(self, engine: str, model, x):
+        self.engine, self.model, self.x = engine, model, x
+        self.startup = None
+        self.fit_seconds = {}
+
+    def offers(self, method: str, engines: tuple) -> bool:
+        return self.engine in engines
+
+    def build(self, method: str) -> tuple:
+        import keras_xai
+        if self.engine != "native" and self.startup is None:
+            self.startup = start_worker(self.engine)
+        start = time.perf_counter()
+        analyzer = keras_xai.create_analyzer(method, self.model, engine=self.engine, **METHOD_PARAMS.get(method, {}))
+        created = time.perf_counter() - start
+        if hasattr(analyzer, "fit"):  # PatternNet / PatternAttribution learn their patterns first
+            self.fit_seconds[method] = _seconds(lambda: analyzer.fit(self.x))
+        first = created + _seconds(lambda: analyzer.analyze(self.x))
+        return first, lambda: _seconds(lambda: analyzer.analyze(self.x))
 
 
-def time_method(method, model, x, repeats, tape_gradient, innvestigate) -> dict:
-    """First call and median steady-state seconds of ours, iNNvestigate's and the tape gradient,
-    one call of each in turn."""
-    import keras_xai
-    result = {"method": method}
-    if innvestigate is not None:
-        result["innvestigate_first"] = innvestigate.build(method)
-    start = time.perf_counter()
-    analyzer = keras_xai.create_analyzer(method, model, **METHOD_PARAMS.get(method, {}))
-    analyzer.analyze(x)
-    result["ours_first"] = time.perf_counter() - start
-    ours, theirs, tape = [], [], []
+def time_method(method: str, timers: dict, offered: tuple, repeats: int, tape_call) -> dict:
+    """First call and median steady-state seconds of every engine offering ``method`` and of the
+    tape gradient, one call of each in turn."""
+    row = {"method": method, "first": {}, "steady": {}, "skipped": {}}
+    calls = {}
+    for engine, timer in timers.items():
+        if not timer.offers(method, offered):
+            continue
+        try:
+            row["first"][engine], calls[engine] = timer.build(method)
+        except Exception as error:  # a method that cannot be built here is reported, not fatal
+            row["skipped"][engine] = _reason(error)
+            print(f"  skipped {method} on {engine}: {row['skipped'][engine]}", flush=True)
+    times = {engine: [] for engine in calls}
+    tape = []
     for _ in range(repeats):
-        ours.append(_seconds(lambda: analyzer.analyze(x)))
-        tape.append(_seconds(lambda: tape_gradient(x)))
-        if innvestigate is not None:
-            theirs.append(innvestigate.call())
-    result.update(ours=_median(ours), tape=_median(tape), innvestigate=_median(theirs) if theirs else None)
-    return result
+        for engine, call in calls.items():
+            times[engine].append(call())
+        tape.append(_seconds(tape_call))
+    row["steady"] = {engine: _median(values) for engine, values in times.items()}
+    row["tape"] = _median(tape)
+    return row
 
+
+# --- the table ------------------------------------------------------------------------------------
 
 def _ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def _cell(value, fmt):
-    return "-" if value is None else format(value, fmt)
+def _cell(value, fmt, width):
+    return f"{'-':>{width}s}" if value is None else format(value, f"{width}{fmt}")
 
 
-def print_table(rows, tape_first):
-    header = (f"{'method':30s} {'ours ms':>9s} {'iNNv ms':>9s} {'grad ms':>8s} {'ours/iNNv':>9s} "
-              f"{'ours/grad':>9s} {'ours 1st s':>10s} {'iNNv 1st s':>10s} {'1st gain':>8s}  targets")
+def print_table(rows, engines, startups, tape_first):
+    titles = " ".join(f"{TITLES[e]:>8s}" for e in engines)
+    group = len(titles)
+    print(f"{'':30s} {' steady, ms ':-^{group}s} {'':8s} {'':9s} {'':9s} {' first call, s ':-^{group}s}")
+    header = (f"{'method':30s} {titles} {'grad ms':>8s} {'ours/iNNv':>9s} {'ours/grad':>9s} {titles} "
+              f"{'1st gain':>8s}  targets")
     print(header)
     print("-" * len(header))
     for row in rows:
-        speed = _ratio(row["ours"], row["innvestigate"])
-        first_gain = _ratio(row.get("innvestigate_first"), row["ours_first"])
-        versus_gradient = row["ours"] / row["tape"]
+        native, package = row["steady"].get("native"), row["steady"].get("package")
+        speed = _ratio(native, package)
+        first_gain = _ratio(row["first"].get("package"), row["first"].get("native"))
+        versus_gradient = _ratio(native, row["tape"])
         checks = []
         if speed is not None:
-            checks.append("speed ok" if speed <= 1 else "SLOWER")
+            checks.append("speed ok" if speed <= 1 else "speed: SLOWER")
             checks.append("1st ok" if first_gain >= 4 else "1st <4x")
-        if "alpha" in row["method"]:
+        if "alpha" in row["method"] and versus_gradient is not None:
             checks.append("<=2.5 grad" if versus_gradient <= 2.5 else ">2.5 grad")
-        print(f"{row['method']:30s} {row['ours'] * 1e3:9.1f} {_cell(row['innvestigate'] and row['innvestigate'] * 1e3, '9.1f')} "
-              f"{row['tape'] * 1e3:8.1f} {_cell(speed, '9.2f')} {versus_gradient:9.2f} {row['ours_first']:10.2f} "
-              f"{_cell(row.get('innvestigate_first'), '10.2f')} {_cell(first_gain, '8.1f')}  {', '.join(checks)}")
-    print(f"(plain tf.GradientTape gradient: first call {tape_first:.2f} s; 'grad ms' is its median "
-          "measured alongside each method)")
+        print(f"{row['method']:30s} "
+              + " ".join(_cell(row["steady"].get(e) and row["steady"][e] * 1e3, ".1f", 8) for e in engines)
+              + f" {row['tape'] * 1e3:8.1f} {_cell(speed, '.2f', 9)} {_cell(versus_gradient, '.2f', 9)} "
+              + " ".join(_cell(row["first"].get(e), ".2f", 8) for e in engines)
+              + f" {_cell(first_gain, '.1f', 8)}  {', '.join(checks)}")
+    print("ours = native; iNNv = the plain iNNvestigate package; '-': not offered or skipped.")
+    print(f"plain tf.GradientTape gradient: first call {tape_first:.2f} s ('grad ms' is its median measured "
+          "alongside each method)")
+    started = ", ".join(f"{TITLES[e]} {s:.1f} s" for e, s in startups.items() if s is not None)
+    if started:
+        print(f"process start-up (not in the first calls): {started}")
 
 
 def main(argv=None) -> int:
@@ -237,35 +305,45 @@ def main(argv=None) -> int:
     import numpy as np
 
     import keras_xai
-    known = {info.name for info in keras_xai.list_analyzers()}
-    unknown = [m for m in args.methods if m not in known]
+    offered = {info.name: tuple(info.engines) for info in keras_xai.list_analyzers()}
+    engines = [e for e in ENGINES if e in args.engines]
+    methods = args.methods or [name for name, by in offered.items() if set(by) & set(engines)]
+    unknown = [m for m in methods if m not in offered]
     if unknown:
-        print(f"unknown method(s) {unknown}; choose from {sorted(known)}", file=sys.stderr)
+        print(f"unknown method(s) {unknown}; choose from {sorted(offered)}", file=sys.stderr)
         return 2
     model = build_model(args.seed)
     x = np.random.default_rng(args.seed).uniform(0, 1, (args.batch, 32, 32, 3)).astype(np.float32)
     print(f"appendix-D CIFAR net, batch {args.batch}, median of {args.repeats} interleaved calls "
-          f"({args.augmented_repeats} for integrated_gradients / smoothgrad)", flush=True)
+          f"({args.augmented_repeats} for {' / '.join(AUGMENTED)}); engines: {', '.join(engines)}", flush=True)
     tape_gradient = tape_gradient_function(model)
     tape_first = _seconds(lambda: tape_gradient(x))
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        innvestigate = None if args.no_innvestigate else InnvestigateTimer(model, x, Path(folder))
+        timers = {e: EngineTimer(e, model, x) for e in engines if e != "package"}
+        if "package" in engines:
+            timers["package"] = PackageTimer(model, x, Path(folder))
         try:
-            for method in args.methods:
+            for method in methods:
                 repeats = args.augmented_repeats if method in AUGMENTED else args.repeats
-                row = time_method(method, model, x, repeats, tape_gradient, innvestigate)
-                print(f"  {method}: ours {row['ours']:.3f} s, iNNvestigate "
-                      f"{_cell(row['innvestigate'], '.3f')} s, gradient {row['tape']:.3f} s", flush=True)
+                row = time_method(method, timers, offered[method], repeats, lambda: tape_gradient(x))
+                timed = ", ".join(f"{e} {s:.3f} s" for e, s in row["steady"].items())
+                print(f"  {method}: {timed or 'no engine ran it'}; gradient {row['tape']:.3f} s", flush=True)
                 rows.append(row)
         finally:
-            if innvestigate is not None:
-                innvestigate.close()
+            if "package" in timers:
+                timers["package"].close()
+    startups = {e: t.startup for e, t in timers.items()}
+    fits = {m: s for t in timers.values() for m, s in getattr(t, "fit_seconds", {}).items()}
     print()
-    print_table(rows, tape_first)
+    print_table(rows, engines, startups, tape_first)
+    if fits:
+        print("pattern fitting on the batch (not in the first calls): "
+              + ", ".join(f"{m} {s:.2f} s" for m, s in fits.items()))
     if args.json:
-        args.json.write_text(json.dumps({"batch": args.batch, "repeats": args.repeats,
-                                         "tape_first": tape_first, "methods": rows}, indent=2))
+        args.json.write_text(json.dumps({"batch": args.batch, "repeats": args.repeats, "engines": engines,
+                                         "tape_first": tape_first, "startup": startups, "pattern_fit": fits,
+                                         "methods": rows}, indent=2))
     return 0
 
 

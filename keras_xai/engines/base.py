@@ -7,7 +7,6 @@ analyzer uses it any more) and the arrays as ``.npy`` files, and returns NumPy a
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import uuid
 import warnings
@@ -16,9 +15,10 @@ import weakref
 import numpy as np
 from tensorflow import keras
 
+from keras_xai.analyzer import NativeAnalyzer
 from keras_xai.canonize import ends_in_softmax
-from keras_xai.engines.worker import Worker, get_worker
-from keras_xai.validation import check_batch, compute_dtype, neuron_indices
+from keras_xai.engines.worker import Worker, get_worker, remove_file
+from keras_xai.validation import check_batch, check_injected, compute_dtype, layer_name, neuron_indices, output_units
 
 
 class _ModelFiles:
@@ -58,10 +58,7 @@ class _ModelFiles:
                     entry[1] -= 1
                     if entry[1] <= 0:
                         del self._files[key]
-                        try:
-                            os.remove(path)
-                        except FileNotFoundError:
-                            pass
+                        remove_file(path)
                     return
 
 
@@ -117,11 +114,7 @@ class WorkerAnalyzer:
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ValueError(f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} "
                              "outputs; the engines explain single-input, single-output models")
-        output_shape = tuple(model.outputs[0].shape)
-        if any(d is None for d in output_shape[1:]):
-            raise ValueError(f"model {model.name!r} has an output of unknown size {output_shape}; "
-                             "give the model a fully defined input shape")
-        self.n_outputs = int(np.prod(output_shape[1:]))
+        self.n_outputs = output_units(tuple(model.outputs[0].shape), model.name)
         self.input_shape = tuple(model.inputs[0].shape)
         self._input_name = model.inputs[0]._keras_history.layer.name
         self._output_shapes = {self._input_name: self.input_shape}
@@ -173,13 +166,6 @@ class WorkerAnalyzer:
     def _input(self, x) -> np.ndarray:
         return check_batch(x, self.input_shape, self.dtype, "x")
 
-    def _layer_name(self, layer) -> str:
-        name = layer.name if isinstance(layer, keras.layers.Layer) else layer
-        if name not in self._output_shapes:
-            raise ValueError(f"model {self.model.name!r} has no layer {name!r}; layers: "
-                             f"{', '.join(self.layer_names)}")
-        return name
-
     @staticmethod
     def _named(reply: dict, arrays: dict) -> dict:
         return {name: arrays[f"r{i}"] for i, name in enumerate(reply["names"])}
@@ -197,22 +183,12 @@ class WorkerAnalyzer:
         return list(self._output_shapes)
 
     def analyze(self, x, neuron_selection="max_activation") -> np.ndarray:
-        """Attribution for the selected output unit, shaped like ``x``.
-
-        Parameters
-        ----------
-        x : array of shape (batch, *input_shape), floating point
-        neuron_selection : "max_activation", int, or array of one int per sample
-            Which output unit to explain (flattened index); default: each sample's maximal unit.
-
-        Returns
-        -------
-        np.ndarray (float32), shape ``x.shape``.
-        """
         x = self._input(x)
         selection = neuron_indices(neuron_selection, len(x), self.n_outputs)
         _, arrays = self._call({"op": "analyze", "what": "input"}, {"x": x, "selection": selection})
         return arrays["analysis"]
+
+    analyze.__doc__ = NativeAnalyzer.analyze.__doc__
 
     def relevances(self, x, neuron_selection="max_activation") -> dict:
         """The back-propagated quantity at the output of every layer (layer name -> array).
@@ -225,34 +201,15 @@ class WorkerAnalyzer:
         return self._named(reply, arrays)
 
     def propagate_from(self, x, layer, relevance) -> dict:
-        """Replace the quantity at ``layer``'s output by ``relevance`` and propagate it down.
-
-        Parameters
-        ----------
-        x : array (batch, *input_shape)
-        layer : str or keras.layers.Layer
-            Where to inject (see :attr:`layer_names`; not the input).
-        relevance : array (batch, *layer_output_shape) or (batch, n_units)
-            One vector per sample.
-
-        Returns
-        -------
-        dict
-            Layer name -> quantity at its output, for ``layer`` and every layer below it.
-        """
         x = self._input(x)
-        name = self._layer_name(layer)
+        name = layer_name(layer, self.layer_names, self.model.name)
         if name == self._input_name:
             raise ValueError(f"cannot inject at the model input {name!r}; choose a layer above it")
-        shape = self._output_shapes[name]
-        relevance = np.asarray(relevance.numpy() if hasattr(relevance, "numpy") else relevance)
-        if relevance.ndim == 2 and len(shape) > 2 and relevance.shape[1] == int(np.prod(shape[1:])):
-            relevance = relevance.reshape(len(relevance), *shape[1:])
-        relevance = check_batch(relevance, shape, self.dtype, "relevance")
-        if len(relevance) != len(x):
-            raise ValueError(f"relevance has {len(relevance)} samples but x has {len(x)}")
+        relevance = check_injected(relevance, self._output_shapes[name], self.dtype, len(x))
         reply, arrays = self._call({"op": "inject", "layer": name}, {"x": x, "relevance": relevance})
         return self._named(reply, arrays)
+
+    propagate_from.__doc__ = NativeAnalyzer.propagate_from.__doc__
 
     @property
     def worker(self) -> Worker:

@@ -135,6 +135,15 @@ class DeepLiftAnalyzer(WorkerAnalyzer):
                              f"{x.shape}: give a number, one input ({x.shape[1:]}) or one per sample") from error
         return {"reference": np.ascontiguousarray(reference)}
 
+    def contributions(self, x, neuron_selection="max_activation") -> dict:
+        """Contributions to the selected output at every layer's output: :meth:`relevances` (the name
+        the native DeepLIFT analyzer uses for the same quantity)."""
+        return self.relevances(x, neuron_selection)
+
+    def propagate_contributions(self, x, layer, relevance) -> dict:
+        """:meth:`propagate_from` (the name the native DeepLIFT analyzer uses for the same quantity)."""
+        return self.propagate_from(x, layer, relevance)
+
 
 def create(method, model, **params) -> DeepLiftAnalyzer:
     """Factory registered as ``engine="deeplift"``."""

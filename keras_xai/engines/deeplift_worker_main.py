@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -62,17 +61,9 @@ from deeplift.conversion import kerasapi_conversion as kc  # noqa: E402
 from deeplift.layers.core import NonlinearMxtsMode  # noqa: E402
 
 from keras_xai.engines import deeplift_layers as extra  # noqa: E402
-from keras_xai.engines.worker import RemoteError, debug_request, serve  # noqa: E402
+from keras_xai.engines.worker import RemoteError, run_worker, session_config  # noqa: E402
 
 extra.patch_max_pooling_contribs()
-
-def session_config():
-    """Session options: Grappler off (its passes over deeplift's large graphs made the first run of
-    the appendix-D net take 9 s instead of 2 s, for no measurable gain afterwards)."""
-    config = tf1.ConfigProto()
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
-    return config
-
 
 MODES = {"rescale": NonlinearMxtsMode.Rescale, "reveal_cancel": NonlinearMxtsMode.RevealCancel}
 
@@ -211,6 +202,16 @@ class Context:
         values = self.session.run([self.contributions[n] for n in names], feed)
         return {"names": names}, {f"r{i}": v for i, v in enumerate(values)}
 
+    def handle(self, request: dict, arrays: dict):
+        x, reference = arrays["x"], arrays["reference"]
+        if request["op"] == "analyze":
+            return self.analyze(x, reference, arrays["selection"].astype(np.int32), request["what"] == "all")
+        if request["op"] == "inject":
+            return self.inject(request["layer"], x, reference, arrays["relevance"])
+        if request["op"] == "package_contributions":
+            return {}, {"analysis": self.package_contributions(x, reference, request["task_index"])}
+        raise ValueError(f"unknown request {request['op']!r}")
+
     @property
     def target_name(self):
         return next(n for n, layer in self.layers.items() if layer is self.target)
@@ -227,39 +228,5 @@ class Context:
                                           progress_update=None)
 
 
-CONTEXTS: dict = {}
-
-
-def handle(request: dict):
-    for key in request.get("release", ()):
-        context = CONTEXTS.pop(key, None)
-        if context is not None:
-            context.close()
-    if request["op"] == "debug":
-        return debug_request(request)
-    spec = request["spec"]
-    context = CONTEXTS.get(spec["id"])
-    if context is None:
-        context = Context(spec)
-        CONTEXTS[spec["id"]] = context
-    arrays = {key: np.load(path) for key, path in request["arrays"].items()}
-    x, reference = arrays["x"], arrays["reference"]
-    if request["op"] == "analyze":
-        return context.analyze(x, reference, arrays["selection"].astype(np.int32), request["what"] == "all")
-    if request["op"] == "inject":
-        return context.inject(request["layer"], x, reference, arrays["relevance"])
-    if request["op"] == "package_contributions":
-        return {}, {"analysis": context.package_contributions(x, reference, request["task_index"])}
-    raise ValueError(f"unknown request {request['op']!r}")
-
-
-def main():
-    serve(handle)
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run_worker(Context)

@@ -152,7 +152,7 @@ def batch_norm_mapping(rule):
         if [a % rank for a in axis] != [rank - 1]:
             from keras_xai.engines.worker import RemoteError
             raise RemoteError("UnsupportedLayerError",
-                              f"layer {layer.name!r} (BatchNormalization) normalises axis {layer.axis}; "
+                              f"layer {layer.name!r} (BatchNormalization) normalises axis {list(axis)}; "
                               "the residual rules handle the last (channel) axis only (use residual_rules=False)")
         kernel, bias = batch_norm_affine(layer)
         surrogate = ChannelAffine(len(kernel), kernel_values=kernel.tolist(), bias_values=bias.tolist(),

@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
-import traceback
 import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -29,7 +27,7 @@ import innvestigate.backend.graph as igraph  # noqa: E402
 from innvestigate.analyzer.reverse_base import ReverseAnalyzerBase  # noqa: E402
 
 from keras_xai.engines import innvestigate_rules as extra  # noqa: E402
-from keras_xai.engines.worker import RemoteError, debug_request, serve  # noqa: E402
+from keras_xai.engines.worker import RemoteError, run_worker, session_config  # noqa: E402
 
 keras = tf.keras
 K = tf.compat.v1.keras.backend
@@ -214,14 +212,6 @@ class ReverseRunner:
         return self.context.session.run(fetches, feed_dict=feed)
 
 
-def session_config():
-    """Session options: Grappler off. Measured on the appendix-D net, batch 64: first calls 2-3 s
-    instead of 2.4-5.4 s, steady state the same or up to 10% faster."""
-    config = tf.compat.v1.ConfigProto()
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
-    return config
-
-
 def _reserve_layer_names(model) -> None:
     """Make the layers iNNvestigate creates (e.g. an ``Add`` summing relevances) avoid the model's
     layer names: a model layer called "add" made iNNvestigate's first ``Add()`` clash with it."""
@@ -315,6 +305,13 @@ class Context:
 
     # --- requests ---------------------------------------------------------------------------
 
+    def handle(self, request: dict, arrays: dict):
+        if request["op"] == "analyze":
+            return self.analyze(arrays["x"], arrays["selection"].astype(np.int32), request["what"] == "all")
+        if request["op"] == "inject":
+            return self.inject(request["layer"], arrays["x"], arrays["relevance"])
+        raise ValueError(f"unknown request {request['op']!r}")
+
     def analyze(self, x, selection, everything: bool):
         if self.name in ("input", "random", "gradient.baseline"):
             if everything:
@@ -374,39 +371,12 @@ class Context:
 extra_gradient_params = ("postprocess", "disable_model_checks", "allow_lambda_layers", "reverse_clip_values",
                          "reverse_project_bottleneck_layers", "reverse_check_min_max_values", "reverse_check_finite")
 
-CONTEXTS: dict = {}
-
-
-def handle(request: dict):
-    for key in request.get("release", ()):
-        context = CONTEXTS.pop(key, None)
-        if context is not None:
-            context.close()
-    if request["op"] == "debug":
-        return debug_request(request)
-    spec = request["spec"]
-    context = CONTEXTS.get(spec["id"])
-    if context is None:
-        context = CONTEXTS[spec["id"]] = Context(spec)
-    arrays = {key: np.load(path) for key, path in request["arrays"].items()}
-    if request["op"] == "analyze":
-        return context.analyze(arrays["x"], arrays["selection"].astype(np.int32), request["what"] == "all")
-    if request["op"] == "inject":
-        return context.inject(request["layer"], arrays["x"], arrays["relevance"])
-    raise ValueError(f"unknown request {request['op']!r}")
-
-
-def main():
+def setup() -> None:
     extra.install_neuron_selection()
     extra.install_relu_layer_fixes()
     extra.install_input_layer_check()
     extra.install_prepare_model_fix()
-    serve(handle)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run_worker(Context, setup)

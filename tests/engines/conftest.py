@@ -1,45 +1,29 @@
-"""Fixtures for the engine tests: the native tests' small models plus residual nets for DeepLIFT."""
+"""Fixtures for the engine tests: the native tests' models plus a ResNet-style net."""
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "native"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import native_test_models  # noqa: E402
 import engine_test_models  # noqa: E402
+import native_test_models  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def cifar_logits():
-    """Appendix-D CIFAR net without softmax, random weights and non-zero biases."""
-    return native_test_models.cifar_net_logits(seed=1)
+def _model_fixture(name: str, build, seed: int, doc: str):
+    """A session-scoped fixture ``name`` returning ``build(seed=seed)`` (random weights, non-zero biases)."""
+    def fixture():
+        return build(seed=seed)
+    fixture.__doc__ = doc
+    return pytest.fixture(scope="session", name=name)(fixture)
 
 
-@pytest.fixture(scope="session")
-def vgg_style():
-    return native_test_models.vgg_style_net(seed=2)
-
-
-@pytest.fixture(scope="session")
-def residual():
-    """Tiny residual net of the native tests: BatchNorm, Add, Concatenate, Reshape, Dropout."""
-    return native_test_models.residual_net(seed=3)
-
-
-@pytest.fixture(scope="session")
-def resnet_style():
-    """ResNet-style net: ZeroPadding, strided conv, BatchNorm, two residual blocks (one with a
-    projection shortcut), GlobalAveragePooling, dense logits; no max pooling."""
-    return engine_test_models.resnet_style_net(seed=4)
-
-
-@pytest.fixture(scope="session")
-def batchnorm():
-    return native_test_models.batchnorm_net(seed=5)
-
-
-def images(seed, shape=(4, 32, 32, 3), low=-1.0, high=1.0):
-    return np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)
+cifar_logits = _model_fixture("cifar_logits", native_test_models.cifar_net_logits, 1,
+                              "Appendix-D CIFAR net without softmax.")
+vgg_style = _model_fixture("vgg_style", native_test_models.vgg_style_net, 2, "Small VGG-style net (fused ReLUs).")
+residual = _model_fixture("residual", native_test_models.residual_net, 3,
+                          "Tiny residual net: BatchNorm, Add, Concatenate, Reshape, Dropout.")
+resnet_style = _model_fixture("resnet_style", engine_test_models.resnet_style_net, 4,
+                              engine_test_models.resnet_style_net.__doc__)
+batchnorm = _model_fixture("batchnorm", native_test_models.batchnorm_net, 5, "Conv, BatchNorm, ReLU, Dense.")
