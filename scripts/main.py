@@ -3,8 +3,9 @@
 1. Train (first run) or load the LSTM classifier and the MNIST variant of the paper's CIFAR net;
    print their test accuracies (results/accuracies.json).
 2. "When Explanations Lie", quick protocol: random logit, cascading randomization and CSC for every
-   available method on 50 MNIST test images, the one-image-two-classes figure and the matrix-chain
-   simulation (results/sanity/: JSON/CSV, PNG figures, report.md).
+   method of the paper on 50 MNIST test images (patterns fitted on 2,000 training images), the
+   one-image-two-classes figure, PatternAttribution's singular values and the matrix-chain simulation
+   (results/sanity/: JSON/CSV, PNG figures, report.md).
 3. The LSTM MNIST thesis, quick mode: output layer, low-rank variants, embeddings, autoencoder, VAE and
    gate matrices (results/lstm_svd/, with its own report.md).
 
@@ -36,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="results", help="output folder (default: results)")
     parser.add_argument("--seed", type=int, default=0, help="training seed of the cached models")
     parser.add_argument("--n-images", type=int, default=50, help="test images for the sanity checks")
+    parser.add_argument("--n-fit", type=int, default=2000,
+                        help="training images PatternNet's patterns are fitted on (quick: 2000; paper protocol: 10000)")
     parser.add_argument("--skip-sanity", action="store_true", help="skip the sanity checks")
     parser.add_argument("--skip-lstm", action="store_true", help="skip the LSTM thesis analyses")
     args = parser.parse_args(argv)
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
     print(f"wrote {out / 'accuracies.json'}")
     if not args.skip_sanity:
         sanity_cli.main(["all", "--model", "cifar_net", "--dataset", "mnist", "--n-images", str(args.n_images),
-                         "--repetitions", "10", "--out", str(out / "sanity")])
+                         "--repetitions", "10", "--n-fit", str(args.n_fit), "--out", str(out / "sanity")])
     if not args.skip_lstm:
         lstm_cli.main(["all", "--quick", "--seed", str(args.seed), "--out", str(out / "lstm_svd")])
     return 0
