@@ -42,7 +42,7 @@ TITLES = {"native": "native", "innvestigate": "iNNv eng", "deeplift": "deeplift"
 #: Methods that average over 64 modified copies of the batch.
 AUGMENTED = ("integrated_gradients", "smoothgrad")
 #: Parameters some methods need (the same for every engine).
-METHOD_PARAMS = {"deep_taylor.bounded": {"low": 0.0, "high": 1.0}}
+METHOD_PARAMS = {"deep_taylor.bounded": {"low": 0.0, "high": 1.0}, "lrp.alpha_beta": {"alpha": 2.0, "beta": 1.0}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -267,8 +267,9 @@ def _cell(value, fmt, width):
 def print_table(rows, engines, startups, tape_first):
     titles = " ".join(f"{TITLES[e]:>8s}" for e in engines)
     group = len(titles)
-    print(f"{'':30s} {' steady, ms ':-^{group}s} {'':8s} {'':9s} {'':9s} {' first call, s ':-^{group}s}")
-    header = (f"{'method':30s} {titles} {'grad ms':>8s} {'ours/iNNv':>9s} {'ours/grad':>9s} {titles} "
+    width = max([30] + [len(row["method"]) for row in rows])
+    print(f"{'':{width}s} {' steady, ms ':-^{group}s} {'':8s} {'':9s} {'':9s} {' first call, s ':-^{group}s}")
+    header = (f"{'method':{width}s} {titles} {'grad ms':>8s} {'ours/iNNv':>9s} {'ours/grad':>9s} {titles} "
               f"{'1st gain':>8s}  targets")
     print(header)
     print("-" * len(header))
@@ -283,7 +284,7 @@ def print_table(rows, engines, startups, tape_first):
             checks.append("1st ok" if first_gain >= 4 else "1st <4x")
         if "alpha" in row["method"] and versus_gradient is not None:
             checks.append("<=2.5 grad" if versus_gradient <= 2.5 else ">2.5 grad")
-        print(f"{row['method']:30s} "
+        print(f"{row['method']:{width}s} "
               + " ".join(_cell(row["steady"].get(e) and row["steady"][e] * 1e3, ".1f", 8) for e in engines)
               + f" {row['tape'] * 1e3:8.1f} {_cell(speed, '.2f', 9)} {_cell(versus_gradient, '.2f', 9)} "
               + " ".join(_cell(row["first"].get(e), ".2f", 8) for e in engines)

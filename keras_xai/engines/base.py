@@ -73,7 +73,7 @@ def _release(worker: Worker, analyzer_id: str, path: str) -> None:
 class WorkerAnalyzer:
     """Attributions computed by a package in a worker process, with the native engine's API.
 
-    Subclasses set :attr:`engine`, :attr:`worker_module` and implement :meth:`_spec_options`.
+    Subclasses set :attr:`engine` and :attr:`worker_module` and override the hooks they need.
 
     Parameters
     ----------

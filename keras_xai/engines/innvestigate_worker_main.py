@@ -261,7 +261,7 @@ class Context:
     def _inner_params(self) -> dict:
         if self.augmentation is None:
             return self.params
-        keep = set(extra_gradient_params)
+        keep = set(GRADIENT_PARAMS)
         return {k: v for k, v in self.params.items() if k in keep}
 
     def runner(self, key, inject_layer=None) -> ReverseRunner:
@@ -368,8 +368,9 @@ class Context:
 
 
 #: Parameters of the gradient analyzer that SmoothGrad / Integrated Gradients pass on to it.
-extra_gradient_params = ("postprocess", "disable_model_checks", "allow_lambda_layers", "reverse_clip_values",
+GRADIENT_PARAMS = ("postprocess", "disable_model_checks", "allow_lambda_layers", "reverse_clip_values",
                          "reverse_project_bottleneck_layers", "reverse_check_min_max_values", "reverse_check_finite")
+
 
 def setup() -> None:
     extra.install_neuron_selection()

@@ -65,6 +65,31 @@ def _exchange_root() -> str:
     return os.environ.get("KERAS_XAI_WORKER_TMPDIR") or tempfile.gettempdir()
 
 
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_folders(root: str) -> None:
+    """Delete the exchange folders of callers that died with their workers (e.g. both killed with
+    SIGKILL, so neither could clean up). A folder is named ``keras_xai_<engine>_<caller pid>_*``."""
+    try:
+        entries = os.listdir(root)
+    except OSError:
+        return
+    for entry in entries:
+        parts = entry.split("_")
+        if len(parts) < 5 or parts[:2] != ["keras", "xai"] or not parts[3].isdigit():
+            continue
+        if not _process_exists(int(parts[3])):
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+
+
 class Worker:
     """One child process running ``python -m <module>``, restarted whenever it has died.
 
@@ -73,13 +98,14 @@ class Worker:
     name : str
         Engine name, for messages ("innvestigate", "deeplift").
     module : str
-        Module whose ``main()`` calls :func:`serve`.
+        Module run as ``python -m module``; it calls :func:`run_worker`.
     """
 
     def __init__(self, name: str, module: str):
         self.name = name
         self.module = module
-        self.directory = tempfile.mkdtemp(prefix=f"keras_xai_{name}_", dir=_exchange_root())
+        remove_stale_folders(_exchange_root())
+        self.directory = tempfile.mkdtemp(prefix=f"keras_xai_{name}_{os.getpid()}_", dir=_exchange_root())
         self._process = None
         self._send = None
         self._receive = None
@@ -377,6 +403,18 @@ class RemoteError(Exception):
         self.error_type = error_type
 
 
+def _orphaned(caller: int, wait: float = 5.0) -> bool:
+    """Whether the caller process has died (this process was handed to another parent). A dying
+    process closes its files before its children are re-parented, so the pipe's end can come
+    first: wait a little for the re-parenting."""
+    deadline = time.monotonic() + wait
+    while os.getppid() == caller:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def serve(handle) -> None:
     """The worker's main loop: ``handle(request) -> (reply dict, {key: array})`` for each request.
 
@@ -394,7 +432,7 @@ def serve(handle) -> None:
         except (EOFError, OSError):
             # The caller closed the pipe. If it died without cleaning up (SIGTERM, SIGKILL: no
             # atexit), its exchange folder is ours to delete.
-            if directory and os.getppid() != caller:
+            if directory and _orphaned(caller):
                 shutil.rmtree(directory, ignore_errors=True)
             break
         if request.get("op") == "exit":

@@ -30,11 +30,11 @@ SHARED = sorted(info.name for info in keras_xai.list_analyzers() if {"native", "
 METHODS = [(name, PARAMS.get(name, {})) for name in SHARED] + [
     ("lrp.z", {"input_layer_rule": (-1, 1)}), ("lrp.cmp", {"alpha": 2, "beta": 1})]
 NETS = ("cifar", "vgg", "residual", "resnet_style")
-#: A representative subset for the default run (the tiny nets build fast).
+#: A representative subset for the default run (iNNvestigate takes 5-20 s to build an analyzer
+#: for the ResNet-style net on a loaded machine; the rest is in the slow run).
 FAST = [(net, name, PARAMS.get(name, {})) for net, name in (
-    ("cifar", "lrp.alpha_1_beta_0"), ("cifar", "smoothgrad"), ("residual", "lrp.alpha_2_beta_1"),
-    ("residual", "lrp.epsilon"), ("resnet_style", "lrp.z_plus"), ("resnet_style", "deep_taylor"),
-    ("vgg", "guided_backprop"), ("vgg", "rect_grad"),
+    ("cifar", "lrp.alpha_1_beta_0"), ("residual", "lrp.alpha_2_beta_1"), ("residual", "lrp.epsilon"),
+    ("resnet_style", "lrp.z_plus"), ("vgg", "guided_backprop"), ("vgg", "rect_grad"),
 )]
 
 
@@ -112,7 +112,7 @@ def test_one_output_unit_per_sample(nets):
 @pytest.mark.parametrize("net,method,layer", [
     ("cifar", "gradient", "conv3"),
     ("residual", "lrp.alpha_1_beta_0", "add_relu"),
-    ("resnet_style", "lrp.z", "block2_add"),
+    pytest.param("resnet_style", "lrp.z", "block2_add", marks=pytest.mark.slow),
 ])
 def test_propagate_from_matches_native(nets, net, method, layer):
     model, x = nets[net]

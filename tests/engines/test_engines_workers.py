@@ -226,3 +226,25 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_folders_of_dead_callers_are_removed_by_the_next_worker(tmp_path, monkeypatch):
+    """A caller killed together with its workers cannot clean up; the next caller's worker does."""
+    from keras_xai.engines import worker as worker_module
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    stale = tmp_path / f"keras_xai_deeplift_{dead_pid}_abc"
+    stale.mkdir()
+    (stale / "model.h5").write_bytes(b"left behind")
+    alive = tmp_path / f"keras_xai_deeplift_{os.getpid()}_def"
+    alive.mkdir()
+    unrelated = tmp_path / "keras_xai_notes"
+    unrelated.mkdir()
+    monkeypatch.setenv("KERAS_XAI_WORKER_TMPDIR", str(tmp_path))
+    fresh = worker_module.Worker("test", "keras_xai.engines.deeplift_worker_main")  # not started
+    try:
+        assert not stale.exists() and alive.exists() and unrelated.exists()
+        assert os.path.basename(fresh.directory).startswith(f"keras_xai_test_{os.getpid()}_")
+    finally:
+        fresh.close()
+    assert not os.path.exists(fresh.directory)
