@@ -16,14 +16,17 @@ the deeplift package 0.6.13 (``layers/core.py``, ``convolutional.py``, ``normali
 - BatchNormalization (per-channel scale :math:`k`): :math:`m^+_{in} = k^+ m^+ + k^- m^-`,
   :math:`m^-_{in} = k^- m^+ + k^+ m^-`; contributions scale the input's contributions likewise.
 - Rescale at an activation: both multipliers times :math:`\Delta y / \Delta x`, or the gradient at
-  the reference where :math:`|\Delta x| < 10^{-7}` (deeplift's ``NEAR_ZERO_THRESHOLD``).
+  the reference where :math:`|\Delta x| < 10^{-7}` (deeplift's ``NEAR_ZERO_THRESHOLD``; for sigmoid
+  and tanh deeplift evaluates that gradient at the reference *output*, a slip not copied here).
 - RevealCancel: :math:`c^+_{out} = \frac12 (f(x_0 + c^+) - f(x_0) + f(x_0 + c^- + c^+) - f(x_0 + c^-))`,
   :math:`c^-_{out}` likewise, :math:`m^\pm_{in} = m^\pm c^\pm_{out} / c^\pm_{in}` (near-zero
   contributions get deeplift's pseudocount of :math:`\pm 10^{-7}`). Linear activations pass both on.
 - Max pooling, average pooling, GlobalAveragePooling2D, Flatten, Reshape, ZeroPadding2D,
   Concatenate: each multiplier with the layer's gradient (max pooling: deeplift's "gradient" mode,
   routed by the input's maxima); contributions through the layer itself (max pooling: the output's
-  difference split by sign, as the worker engine does).
+  difference split by sign, as the worker engine does). Where a pooling window's maximum of the
+  reference is elsewhere than that of the input, the gradient misses part of the difference and
+  the contributions no longer sum to the delta exactly (in deeplift too).
 - ``deep_lift.ablation`` (the paper's ablation of eq. 13): the linear rule without the cross terms
   :math:`W^+ m^-` and :math:`W^- m^+`: inputs with :math:`\Delta > 0` get
   :math:`W^{+T} m^+ + W^{-T} m^-`, at :math:`\Delta = 0` half of it, with :math:`\Delta < 0` nothing;
@@ -40,9 +43,13 @@ at the layer to the injected vector (the paper's CSC). :meth:`DeepLiftAnalyzer.c
 :meth:`DeepLiftAnalyzer.propagate_contributions` return the contributions at every layer (what the
 ``deeplift`` worker engine returns from ``relevances`` / ``propagate_from``).
 
-Where the two multipliers are the same tensor (the head, every Rescale multiplier, every input of a
-linear layer), rules compute with one: ``W+^T m + W-^T m`` becomes ``W^T m``, which changes
-rounding only.
+Speed (the results differ from deeplift's in rounding only): the forward pass runs on the batch
+and the reference together, a reference shared by all samples only once; where the two multipliers
+are the same tensor (the head, every Rescale multiplier, every input of a linear layer) rules
+compute with one (``W+^T m + W-^T m = W^T m``); otherwise the linear rule needs three transposed
+products, not five (the four sign combinations sum to ``W^T (m+ + m-)``). The contributions are
+computed with all four products, as deeplift does, because RevealCancel's pseudocount takes the
+sign of near-zero contributions: an exact zero must stay exactly zero.
 """
 from __future__ import annotations
 
@@ -62,19 +69,17 @@ NEAR_ZERO = 1e-7
 NONLINEAR_MODES = ("rescale", "reveal_cancel")
 
 
-def _mask(condition, like):
-    return tf.cast(condition, like.dtype)
-
-
 def split_by_sign(difference):
-    """``(difference * [difference > 0], difference * [difference < 0])`` as deeplift computes them."""
-    return difference * _mask(difference > 0, difference), difference * _mask(difference < 0, difference)
+    """``(difference * [difference > 0], difference * [difference < 0])`` (deeplift's values; one op
+    each instead of two)."""
+    return tf.nn.relu(difference), tf.minimum(difference, 0)
 
 
 def pseudocount_near_zero(tensor):
-    """deeplift's ``pseudocount_near_zero``: values with ``|t| < 0.5e-7`` pushed to ``+-1e-7``."""
-    small = _mask(tf.abs(tensor) < 0.5 * NEAR_ZERO, tensor)
-    return tensor + (NEAR_ZERO * (small * _mask(tensor >= 0, tensor)) - NEAR_ZERO * (small * _mask(tensor < 0, tensor)))
+    """deeplift's ``pseudocount_near_zero``: values with ``|t| < 0.5e-7`` get ``+1e-7`` (``t >= 0``)
+    or ``-1e-7`` added (the same numbers as deeplift's masked sum, with half the ops)."""
+    shift = tf.where(tensor >= 0, tf.constant(NEAR_ZERO, tensor.dtype), tf.constant(-NEAR_ZERO, tensor.dtype))
+    return tf.where(tf.abs(tensor) < 0.5 * NEAR_ZERO, tensor + shift, tensor)
 
 
 def _same(pair) -> bool:
@@ -83,11 +88,11 @@ def _same(pair) -> bool:
 
 # --- the forward state: positive and negative contributions of every step ------------------------
 
-def _reveal_cancel_contributions(function, reference_input, positive, negative):
-    """RevealCancel's split of an activation's difference (deeplift's order of additions)."""
+def _reveal_cancel_contributions(function, reference_input, at_reference, positive, negative):
+    """RevealCancel's split of an activation's difference (deeplift's order of additions);
+    ``at_reference`` is ``function(reference_input)``."""
     positive = pseudocount_near_zero(positive)
     negative = pseudocount_near_zero(negative)
-    at_reference = function(reference_input)
     both_negative_first = function(reference_input + negative + positive)
     both_positive_first = function(reference_input + positive + negative)
     with_positive = function(reference_input + positive)
@@ -106,6 +111,12 @@ def _rescale_factor(step, reference_input, reference_output, difference_in, diff
 
 def _is_identity(step) -> bool:
     return step.kind == "activation" and step.operation.name == "linear"
+
+
+def _signed_products(operation, positive, negative) -> tuple:
+    """``(W+ p + W- n, W+ n + W- p)`` without bias: contributions through a linear layer."""
+    return (operation.forward([positive], "positive", "none") + operation.forward([negative], "negative", "none"),
+            operation.forward([negative], "positive", "none") + operation.forward([positive], "negative", "none"))
 
 
 class DeepLiftPass(ReferencePass):
@@ -140,23 +151,22 @@ class DeepLiftPass(ReferencePass):
         operation = step.operation
         if kind in ("dense", "conv2d"):
             positive, negative = split_by_sign(inputs[0] - reference_inputs[0])
-            from_positive = operation.forward([positive], "positive", "none") + operation.forward([negative], "negative", "none")
-            # The four products sum to W dx = dz (the bias cancels): two convolutions instead of four.
-            return from_positive, (output - reference_output) - from_positive
+            # All four products (not dz minus the first two): contributions that are exactly zero
+            # must stay zero, since RevealCancel's pseudocount takes the sign of a near-zero value.
+            return _signed_products(operation, positive, negative)
         if kind == "add":
             parts = [split_by_sign(x - r) for x, r in zip(inputs, reference_inputs)]
             return tf.add_n([p for p, _ in parts]), tf.add_n([n for _, n in parts])
         if kind == "batch_norm":
             positive, negative = input_states[0]
-            return (operation.forward([positive], "positive", "none") + operation.forward([negative], "negative", "none"),
-                    operation.forward([negative], "positive", "none") + operation.forward([positive], "negative", "none"))
+            return _signed_products(operation, positive, negative)
         if kind == "activation":
             positive, negative = input_states[0]
             if _is_identity(step):
                 return positive, negative
             if self.nonlinear_mode == "reveal_cancel":
                 return _reveal_cancel_contributions(lambda v: operation.forward([v]), reference_inputs[0],
-                                                    positive, negative)
+                                                    reference_output, positive, negative)
             factor = _rescale_factor(step, reference_inputs[0], reference_output,
                                      inputs[0] - reference_inputs[0], output - reference_output)
             return positive * factor, negative * factor
@@ -208,27 +218,24 @@ class DeepLiftLinearRule(Rule):
 
         if _same(relevance):
             same_sign = transpose(positive, "all")  # W+^T m + W-^T m = W^T m
-            at_zero = [0.5 * t for t in same_sign]
+            if not self.ablation:
+                return [(t, t) for t in same_sign]  # all three cases of the rule are W^T m
         else:
             same_sign = [a + b for a, b in zip(transpose(positive, "positive"), transpose(negative, "negative"))]
-            if self.ablation:
-                at_zero = [0.5 * t for t in same_sign]
-            else:
-                # W = W+ + W-: the four products sum to W^T (m+ + m-), so three transposes do.
-                both = transpose(positive + negative, "all")
-                cross = [b - a for a, b in zip(same_sign, both)]
-                at_zero = [0.5 * b for b in both]
-        if _same(relevance) and not self.ablation:
-            return [(t, t) for t in same_sign]  # all three cases are W^T m
+        if self.ablation:
+            cross = [tf.zeros_like(t) for t in same_sign]
+            at_zero = [0.5 * t for t in same_sign]
+        else:
+            # W = W+ + W-: the four products sum to W^T (m+ + m-), so three transposes do.
+            both = transpose(positive + negative, "all")
+            cross = [b - a for a, b in zip(same_sign, both)]
+            at_zero = [0.5 * b for b in both]
         results = []
         for index, (x, x0) in enumerate(zip(inputs, reference.inputs)):
+            # deeplift sums the three cases times 0/1 masks; selecting gives the same numbers.
             difference = x - x0
-            above, at = _mask(difference > 0, difference), _mask(tf.equal(difference, 0), difference)
-            if self.ablation:
-                increment = above * same_sign[index] + at * at_zero[index]
-            else:
-                below = _mask(difference < 0, difference)
-                increment = above * same_sign[index] + below * cross[index] + at * at_zero[index]
+            increment = tf.where(difference > 0, same_sign[index],
+                                 tf.where(difference < 0, cross[index], at_zero[index]))
             results.append((increment, increment))
         return results
 

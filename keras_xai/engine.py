@@ -78,7 +78,7 @@ def _sum(parts: list):
     """Sum of the backward quantities arriving at one step (tensors or tuples of tensors)."""
     if not isinstance(parts[0], tuple):
         return tf.add_n(parts)
-    if all(p[0] is p[1] for p in parts if len(p) == 2):
+    if all(len(p) == 2 and p[0] is p[1] for p in parts):
         # Equal components (DeepLIFT's multipliers usually are): sum once, keep them one object.
         total = tf.add_n([p[0] for p in parts])
         return (total, total)

@@ -10,10 +10,15 @@ Methods (Shrikumar et al. 2017; "When Explanations Lie", eq. 13 and section 5):
   is ``nonlinear_mode`` ("reveal_cancel" by default, or "rescale").
 
 ``reference`` (default 0: the zero reference of the paper) is a number, an array shaped like one
-input, or one reference per sample. :meth:`analyze` returns the contributions of the input
-(they sum to ``f(x) - f(reference)`` for the selected output); :meth:`relevances` the contributions
-at every layer's output; :meth:`propagate_from` sets the positive and negative multipliers of the
-chosen layer to the injected vector and returns the contributions below it (the paper's CSC).
+input, or one reference per sample. What the analyzers return, as the native DeepLIFT analyzer
+(:mod:`keras_xai.deeplift`): :meth:`analyze` the contributions of the input (they sum to
+``f(x) - f(reference)`` for the selected output); :meth:`relevances` the multiplier at every layer's
+output (the input's entry: its contributions, equal to :meth:`analyze`) -- where deeplift's positive
+and negative multipliers differ, the one of the unit's own difference from the reference (``m+``
+where it is > 0, ``m-`` where < 0, their mean at 0); :meth:`propagate_from` sets the positive and
+negative multipliers of the chosen layer to the injected vector (the paper's CSC) and returns the
+multipliers below it. :meth:`DeepLiftAnalyzer.contributions` and
+:meth:`DeepLiftAnalyzer.propagate_contributions` return the contributions at every layer instead.
 
 The worker converts the model with deeplift's Keras converter, plus converters for ``Add`` (a linear
 layer with identity weights), ``GlobalAveragePooling2D``, ``ZeroPadding2D``, ``ReLU`` and linear
@@ -135,14 +140,25 @@ class DeepLiftAnalyzer(WorkerAnalyzer):
                              f"{x.shape}: give a number, one input ({x.shape[1:]}) or one per sample") from error
         return {"reference": np.ascontiguousarray(reference)}
 
+    def relevances(self, x, neuron_selection="max_activation") -> dict:
+        """The multiplier of the selected output at every layer's output (layer name -> array); the
+        input's entry is its contributions (equal to :meth:`analyze`). See the module docstring."""
+        return self._relevances(x, neuron_selection, quantity="multipliers")
+
+    def propagate_from(self, x, layer, relevance) -> dict:
+        """Both multipliers at ``layer``'s output set to ``relevance`` (one vector per sample, shaped
+        like the output or flat); returns the multipliers at ``layer`` and every layer below it (the
+        input's entry: its contributions)."""
+        return self._propagate_from(x, layer, relevance, quantity="multipliers")
+
     def contributions(self, x, neuron_selection="max_activation") -> dict:
-        """Contributions to the selected output at every layer's output: :meth:`relevances` (the name
-        the native DeepLIFT analyzer uses for the same quantity)."""
-        return self.relevances(x, neuron_selection)
+        """Contributions to the selected output at every layer's output (layer name -> array); the
+        input's entry equals :meth:`analyze`."""
+        return self._relevances(x, neuron_selection, quantity="contributions")
 
     def propagate_contributions(self, x, layer, relevance) -> dict:
-        """:meth:`propagate_from` (the name the native DeepLIFT analyzer uses for the same quantity)."""
-        return self.propagate_from(x, layer, relevance)
+        """Like :meth:`propagate_from`, but the contributions at ``layer`` and every layer below it."""
+        return self._propagate_from(x, layer, relevance, quantity="contributions")
 
 
 def create(method, model, **params) -> DeepLiftAnalyzer:

@@ -146,14 +146,30 @@ class Context:
         self.target = target
         self.target_multipliers = one_hot
         self.contributions = {}
-        self.multipliers = {}
+        self.multipliers = {}  # name -> (positive, negative): the tensors propagate_from feeds
+        self.reported = {}  # name -> the multiplier relevances() reports (see _reported_multiplier)
         for name, layer in self.layers.items():
             if layer is self.input_layer or not hasattr(layer, "_target_contrib_vars"):
                 continue
             self.contributions[name] = layer._target_contrib_vars
             self.multipliers[name] = (layer._pos_mxts, layer._neg_mxts)
+            self.reported[name] = self._reported_multiplier(layer)
         self.contributions[input_name] = self.input_layer._target_contrib_vars
+        # As the native analyzer: the input's entry is its contributions (what analyze returns).
+        self.reported[input_name] = self.contributions[input_name]
         self.input_name = input_name
+
+    @staticmethod
+    def _reported_multiplier(layer):
+        """One multiplier per unit, as the native analyzer reports it: where the positive and
+        negative multipliers differ, the one of the unit's own difference from the reference (m+
+        where it is > 0, m- where < 0, their mean at 0)."""
+        positive, negative = layer._pos_mxts, layer._neg_mxts
+        if positive is negative:
+            return positive
+        difference = layer._get_diff_from_reference_vars()
+        return tf1.where(difference > 0, positive,
+                         tf1.where(difference < 0, negative, 0.5 * (positive + negative)))
 
     def close(self):
         SESSIONS.pop(self.graph, None)
@@ -162,13 +178,19 @@ class Context:
     def _feed(self, x, reference):
         return {self.input_layer.get_activation_vars(): x, self.input_layer.get_reference_vars(): reference}
 
-    def analyze(self, x, reference, selection, everything: bool):
+    def _quantity(self, quantity: str) -> dict:
+        if quantity not in ("multipliers", "contributions"):
+            raise ValueError(f"unknown quantity {quantity!r}")
+        return self.reported if quantity == "multipliers" else self.contributions
+
+    def analyze(self, x, reference, selection, everything: bool, quantity: str = "multipliers"):
         feed = self._feed(x, reference)
         feed[self.selection] = selection
         if not everything:
             return {}, {"analysis": self.session.run(self.contributions[self.input_name], feed)}
-        names = [n for n in self.layer_names if n in self.contributions]
-        values = self.session.run([self.contributions[n] for n in names], feed)
+        tensors = self._quantity(quantity)
+        names = [n for n in self.layer_names if n in tensors]
+        values = self.session.run([tensors[n] for n in names], feed)
         return {"names": names}, {f"r{i}": v for i, v in enumerate(values)}
 
     def _below(self, name) -> list:
@@ -184,7 +206,7 @@ class Context:
                 stack.extend(inputs if isinstance(inputs, list) else [inputs])
         return [n for n in self.layer_names if id(self.layers[n]) in reached and n in self.contributions]
 
-    def inject(self, name, x, reference, relevance):
+    def inject(self, name, x, reference, relevance, quantity: str = "multipliers"):
         """Positive and negative multipliers at ``name`` both set to ``relevance``; every path that
         bypasses ``name`` starts from zero (the target's multipliers are zero)."""
         if name not in self.multipliers:
@@ -199,15 +221,18 @@ class Context:
         feed[positive] = vector
         feed[negative] = vector
         names = self._below(name)
-        values = self.session.run([self.contributions[n] for n in names], feed)
+        tensors = self._quantity(quantity)
+        values = self.session.run([tensors[n] for n in names], feed)
         return {"names": names}, {f"r{i}": v for i, v in enumerate(values)}
 
     def handle(self, request: dict, arrays: dict):
         x, reference = arrays["x"], arrays["reference"]
         if request["op"] == "analyze":
-            return self.analyze(x, reference, arrays["selection"].astype(np.int32), request["what"] == "all")
+            return self.analyze(x, reference, arrays["selection"].astype(np.int32), request["what"] == "all",
+                                request.get("quantity", "multipliers"))
         if request["op"] == "inject":
-            return self.inject(request["layer"], x, reference, arrays["relevance"])
+            return self.inject(request["layer"], x, reference, arrays["relevance"],
+                               request.get("quantity", "multipliers"))
         if request["op"] == "package_contributions":
             contributions = self.package_contributions(x, reference, request["task_index"])
             # The graph's size tells the tests whether update_task_vector still adds operations.

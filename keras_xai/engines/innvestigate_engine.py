@@ -48,9 +48,9 @@ METHODS = {
                              "Integrated gradients (left Riemann sum, as iNNvestigate)."),
     "smoothgrad": ("gradient", dict(_REVERSE, augment_by_n=64, noise_scale=1.0, postprocess=None, seed=None),
                    "SmoothGrad: mean gradient over noisy copies."),
-    "rect_grad": ("gradient", dict(_REVERSE, q=98.0),
+    "rect_grad": ("gradient", dict(_REVERSE, percentile=98.0),
                   "RectGrad (Kim et al. 2019): gradient passed at a ReLU only where activation "
-                  "x gradient exceeds its q-th percentile in the layer."),
+                  "x gradient exceeds its percentile-th percentile in the layer."),
     "lrp": ("lrp", dict(_LRP, rule=None, bn_layer_rule=None), "LRP with any rule(s) (iNNvestigate's LRP)."),
     "lrp.z": ("lrp", dict(_LRP), "LRP-z."),
     "lrp.z_IB": ("lrp", dict(_LRP), "LRP-z ignoring the bias."),
@@ -113,6 +113,8 @@ class InnvestigateAnalyzer(WorkerAnalyzer):
             hint = ""
             if "rules" in unknown:
                 hint = " ('rules' with layer selectors is a native-engine option; use the package's own rule options)"
+            if "q" in unknown and self.name == "rect_grad":
+                hint = " (the percentile is called 'percentile', as in the native engine)"
             raise TypeError(f"{self.name} (engine='innvestigate') got unexpected parameter(s) {unknown}; "
                             f"it accepts {sorted(allowed)}{hint}")
         for key, value in params.items():
@@ -123,8 +125,8 @@ class InnvestigateAnalyzer(WorkerAnalyzer):
                 )
         if self.name == "deep_taylor.bounded" and (params.get("low") is None or params.get("high") is None):
             raise ValueError("deep_taylor.bounded needs both low and high (the input range), e.g. low=-128, high=128")
-        if self.name == "rect_grad" and not 0 <= float(params.get("q", 98.0)) <= 100:
-            raise ValueError(f"rect_grad: q is a percentile in [0, 100], got {params['q']}")
+        if self.name == "rect_grad" and not 0 <= float(params.get("percentile", 98.0)) <= 100:
+            raise ValueError(f"rect_grad: percentile is a percentage in [0, 100], got {params['percentile']}")
 
 
 def create(method, model, **params) -> InnvestigateAnalyzer:

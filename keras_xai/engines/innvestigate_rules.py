@@ -8,8 +8,8 @@
   ``monkey_patch_lrp_resnet.py``; they also clipped the relevance of ``Add`` inputs to [0, 1000],
   which we do not copy).
 - :class:`RectGrad`: Kim et al. (2019), the gradient with the backward signal of every ReLU masked
-  to the units whose importance ``activation * gradient`` exceeds its ``q``-th percentile in that
-  layer (per sample): ``R_in = [a * R > tau_q(a * R)] * R`` (then the ReLU's own derivative).
+  to the units whose importance ``activation * gradient`` exceeds its ``percentile``-th percentile
+  in that layer (per sample): ``R_in = [a * R > tau(a * R)] * R``, replacing the ReLU's derivative.
 - :class:`SelectOrMax`: iNNvestigate's ``NeuronSelection`` extended so that index -1 selects the
   maximal unit of that sample, which lets one analyzer serve both kinds of neuron selection.
 """
@@ -204,37 +204,57 @@ def residual_mappings(analyzer, user_params: dict) -> None:
 
 # --- RectGrad ----------------------------------------------------------------------------------
 
-def percentile_nearest(values, q: float):
-    """Per-sample ``q``-th percentile over all non-batch axes, NumPy's "nearest" method
-    (the sorted value at rank ``round(q / 100 * (n - 1))``)."""
-    n = int(np.prod(values.shape.as_list()[1:]))
-    flat = tf.reshape(values, [-1, n])
-    rank = int(np.round(q / 100.0 * (n - 1)))
-    # top_k of the (n - rank) largest values: its last entry is the rank-th smallest.
-    largest = tf.math.top_k(flat, k=n - rank, sorted=True).values
+def percentile_position(units: int, percentile: float) -> int:
+    """Position, in the values sorted from high to low, of the ``percentile``-th percentile as
+    ``tf.contrib.distributions.percentile(..., interpolation="nearest")`` (Kim et al.'s code)
+    takes it: ``round((units - 1) * (1 - percentile / 100))`` in float64, half to even."""
+    return int(np.clip(np.round((units - 1) * (1.0 - percentile / 100.0)), 0, units - 1))
+
+
+def percentile_threshold(values, percentile: float):
+    """Per-sample ``percentile``-th percentile of ``values`` over all non-batch axes (see
+    :func:`percentile_position`), shaped to broadcast against ``values``."""
+    units = int(np.prod(values.shape.as_list()[1:]))
+    flat = tf.reshape(values, [-1, units])
+    # The (position + 1) largest values, sorted: the last one is the percentile.
+    largest = tf.math.top_k(flat, k=percentile_position(units, percentile) + 1, sorted=True).values
     return tf.reshape(largest[:, -1], [-1] + [1] * (len(values.shape) - 1))
+
+
+def _pre_activation(output):
+    """The ReLU's input inside a layer with a (fused or standalone) ReLU activation."""
+    if output.op.type != "Relu":
+        raise ValueError(f"rect_grad: expected the output of a ReLU, got {output.name} ({output.op.type}); "
+                         "RectGrad is defined for plain ReLU activations")
+    return output.op.inputs[0]
 
 
 class RectGrad(Gradient):
     """RectGrad (Kim et al. 2019) on iNNvestigate's reverse machinery.
 
-    :param q: Percentile (0-100) of ``activation * gradient`` a unit must exceed, per layer and sample.
+    At every layer with a ReLU, ``R_in = [a * R > tau] * R`` replaces the ReLU's derivative (as in
+    the paper and the authors' ``nonlinearity_grad_override``), then the gradient of the layer's
+    pre-activation is applied; ``tau`` is the per-sample ``percentile``-th percentile of ``a * R``
+    over the layer (see :func:`percentile_position`). With ``tau < 0`` (low percentiles) inactive
+    units pass the signal.
+
+    :param percentile: Percentile (0-100) of ``activation * gradient`` a unit must exceed.
     """
 
-    def __init__(self, model, q: float = 98.0, **kwargs):
-        self._q = float(q)
+    def __init__(self, model, percentile: float = 98.0, **kwargs):
+        self._percentile = float(percentile)
         super().__init__(model, **kwargs)
 
     def _create_analysis(self, *args, **kwargs):
-        q = self._q
+        percentile = self._percentile
 
         def rectified(Xs, Ys, reversed_Ys, _reverse_state):
             masked = []
             for activation, relevance in zip(Ys, reversed_Ys):
                 importance = activation * relevance
-                masked.append(tf.where(importance > percentile_nearest(importance, q), relevance,
+                masked.append(tf.where(importance > percentile_threshold(importance, percentile), relevance,
                                        tf.zeros_like(relevance)))
-            return ibackend.gradients(Xs, Ys, masked)
+            return ibackend.gradients(Xs, [_pre_activation(Y) for Y in Ys], masked)
 
         self._add_conditional_reverse_mapping(lambda layer: ichecks.contains_activation(layer, "relu"),
                                               rectified, name="rect_grad_relu")

@@ -69,7 +69,7 @@ def test_summation_to_delta_on_the_appendix_d_net(cifar_logits):
     over three seeds)."""
     x = images(2, (4, 32, 32, 3))
     analyzer = keras_xai.create_analyzer("deep_lift.rescale", cifar_logits, engine="deeplift")
-    relevances = analyzer.relevances(x, neuron_selection=4)
+    relevances = analyzer.contributions(x, neuron_selection=4)
     delta = _delta(cifar_logits, x, 0.0, 4)
     hidden = tf.keras.Model(cifar_logits.inputs, cifar_logits.get_layer("relu5").output)
     weights = np.abs(cifar_logits.get_layer("fc6").get_weights()[0][:, 4]).astype(np.float64)
@@ -182,24 +182,49 @@ def test_per_sample_selection_and_maximal_unit(resnet_style):
     np.testing.assert_allclose(analyzer.analyze(x), analyzer.analyze(x, neuron_selection=maximal), rtol=1e-6)
 
 
+def _difference(model, layer, x):
+    """a - a_ref at ``layer``'s output (zero reference)."""
+    cut = tf.keras.Model(model.inputs, model.get_layer(layer).output)
+    return cut(x).numpy() - cut(np.zeros_like(x)).numpy()
+
+
 @pytest.mark.parametrize("method", ["deep_lift.rescale", "deep_lift.reveal_cancel", "deep_lift.ablation"])
 def test_propagate_from_sets_both_multipliers(resnet_style, method):
-    """Injected at a layer, the contributions there are v * (a - a_ref); with Rescale the
-    contributions below sum to the same total (no max pooling in this net)."""
+    """Injected at a layer, the multipliers there are the vector and the contributions v * (a - a_ref);
+    with Rescale the contributions below sum to the same total (no max pooling in this net)."""
     x = images(7, (2, 16, 16, 3))
     layer = "block2_relu1"
-    cut = tf.keras.Model(resnet_style.inputs, resnet_style.get_layer(layer).output)
-    difference = cut(x).numpy() - cut(np.zeros_like(x)).numpy()
+    difference = _difference(resnet_style, layer, x)
     vectors = np.random.default_rng(1).normal(size=difference.shape).astype(np.float32)
     analyzer = keras_xai.create_analyzer(method, resnet_style, engine="deeplift")
-    paths = analyzer.propagate_from(x, layer, vectors)
+    paths = analyzer.propagate_contributions(x, layer, vectors)
     np.testing.assert_allclose(paths[layer], vectors * difference, rtol=1e-5, atol=1e-6)
     assert "logits" not in paths and "block2_add" not in paths and "input" in paths
     if method == "deep_lift.rescale":
         assert_conserves(paths["input"], _sums(vectors * difference), what="from block2_relu1")
+    multipliers = analyzer.propagate_from(x, layer, vectors)
+    assert set(multipliers) == set(paths)
+    np.testing.assert_array_equal(multipliers[layer], vectors)
+    np.testing.assert_array_equal(multipliers["input"], paths["input"])  # the input's entry: contributions
     # The flattened vector is accepted too.
     flat = analyzer.propagate_from(x, layer, vectors.reshape(len(x), -1))
-    np.testing.assert_array_equal(flat["input"], paths["input"])
+    np.testing.assert_array_equal(flat["input"], multipliers["input"])
+
+
+def test_rescale_contributions_are_multipliers_times_differences(resnet_style):
+    """With Rescale the positive and negative multipliers are equal everywhere, so at every layer
+    contributions = multiplier x (a - a_ref); the output's multiplier is the one-hot start."""
+    x = images(12, (2, 16, 16, 3))
+    analyzer = keras_xai.create_analyzer("deep_lift.rescale", resnet_style, engine="deeplift")
+    multipliers = analyzer.relevances(x, neuron_selection=2)
+    contributions = analyzer.contributions(x, neuron_selection=2)
+    assert set(multipliers) == set(contributions)
+    np.testing.assert_array_equal(multipliers["logits"], np.eye(5, dtype=np.float32)[[2, 2]])
+    np.testing.assert_array_equal(multipliers["input"], analyzer.analyze(x, neuron_selection=2))
+    for name in ("block1_relu1", "block1_add", "block2_out", "gap"):
+        expected = multipliers[name] * _difference(resnet_style, name, x)
+        scale = np.abs(contributions[name]).max()
+        assert scale > 0 and np.abs(contributions[name] - expected).max() <= 1e-5 * scale, name
 
 
 #: DeepLIFT methods both engines offer (the native ones register on import; none: nothing to compare).
@@ -259,7 +284,7 @@ def test_resnet50_converts_and_conserves_above_the_max_pooling():
     model = keras_xai.model_wo_softmax(resnet50(weights=None))
     x = images(9, (2, 224, 224, 3), -100, 100)
     analyzer = keras_xai.create_analyzer("deep_lift.rescale", model, engine="deeplift")
-    relevances = analyzer.relevances(x, neuron_selection=7)
+    relevances = analyzer.contributions(x, neuron_selection=7)
     delta = _delta(model, x, 0.0, 7)
     assert_conserves(relevances["avg_pool"], delta, what="avg_pool")
     assert all(np.isfinite(v).all() for v in relevances.values())
@@ -274,3 +299,24 @@ def test_injecting_a_one_hot_vector_at_the_output_is_analyze(resnet_style):
     paths = analyzer.propagate_from(x, "logits", one_hot)
     np.testing.assert_allclose(paths["input"], analyzer.analyze(x, neuron_selection=3), rtol=1e-6, atol=1e-8)
     assert list(paths)[0] == "input" and list(paths)[-1] == "logits"
+
+
+@pytest.mark.parametrize("method", SHARED)
+def test_multipliers_agree_with_native(nets, method):
+    """relevances and propagate_from report multipliers in both engines (the input's entry: its
+    contributions); every layer within 1e-4 of its largest value, on the ResNet-style net."""
+    model, x = nets["resnet_style"]
+    native = keras_xai.create_analyzer(method, model)
+    theirs = keras_xai.create_analyzer(method, model, engine="deeplift")
+    layer = "block2_relu1"
+    vectors = np.random.default_rng(3).normal(size=(len(x), *model.get_layer(layer).output.shape[1:]))
+    vectors = vectors.astype(np.float32)
+    for what, expected, got in (
+            ("relevances", native.relevances(x, neuron_selection=3), theirs.relevances(x, neuron_selection=3)),
+            ("propagate_from", native.propagate_from(x, layer, vectors), theirs.propagate_from(x, layer, vectors))):
+        assert set(got) <= set(expected) and "input" in got and len(got) > 5, (what, sorted(got))
+        for name, values in got.items():
+            scale = np.abs(values).max()
+            assert scale > 0, (what, name)
+            error = np.abs(values - expected[name]).max() / scale
+            assert error <= TOLERANCE, f"{what} {name}: {error:.2e}"

@@ -146,27 +146,58 @@ def test_propagate_from_gradient_is_the_vector_jacobian_product(nets):
     assert relative_error(theirs["input"], expected) <= TOLERANCE
 
 
-def _rect_grad_numpy(model, x, unit, q):
-    """RectGrad on the native tests' dense net (fc1 with ReLU, fc2), in NumPy float64."""
+def _rect_grad_numpy(model, x, unit, percentile):
+    """RectGrad on the native tests' dense net (fc1 with ReLU, fc2), in NumPy float64, as Kim et
+    al.'s code computes it: tf.contrib's "nearest" percentile (values sorted high to low, the one at
+    position round((n - 1)(1 - q / 100))), R_in = [a * R > tau] * R with no ReLU derivative."""
     w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
     hidden = np.maximum(x.astype(np.float64) @ w1 + b1, 0)
     relevance = np.zeros((len(x), w2.shape[1]))
     relevance[:, unit] = 1.0
     at_hidden = relevance @ w2.T
     importance = hidden * at_hidden
-    threshold = np.percentile(importance, q, axis=1, method="nearest", keepdims=True)
-    masked = np.where(importance > threshold, at_hidden, 0.0) * (hidden > 0)
-    return masked @ w1.T
+    units = importance.shape[1]
+    position = int(np.round((units - 1) * (1 - percentile / 100)))
+    threshold = -np.sort(-importance, axis=1)[:, position:position + 1]
+    masked = np.where(importance > threshold, at_hidden, 0.0)
+    return masked @ w1.T, threshold
 
 
-def test_rect_grad_matches_numpy():
+@pytest.mark.parametrize("percentile", [10, 50, 75, 98])
+def test_rect_grad_matches_numpy(percentile):
     model = native_test_models.dense_net(seed=9)
     x = np.random.default_rng(2).normal(size=(6, 8)).astype(np.float32)
-    analyzer = keras_xai.create_analyzer("rect_grad", model, engine="innvestigate", q=50)
+    analyzer = keras_xai.create_analyzer("rect_grad", model, engine="innvestigate", percentile=percentile)
     ours = analyzer.analyze(x, neuron_selection=1)
-    expected = _rect_grad_numpy(model, x, 1, 50)
-    assert np.abs(expected).max() > 0
+    expected, threshold = _rect_grad_numpy(model, x, 1, percentile)
+    if percentile == 10:  # the case where the mask differs from mask x ReLU derivative
+        assert (threshold < 0).any()
+    # 6 hidden units: the 98th percentile is the maximum, and the strict ">" blocks everything.
+    assert (np.abs(expected).max() > 0) == (percentile != 98)
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+def test_rect_grad_percentile_position():
+    """The worker's percentile position is tf.contrib's "nearest" one (the native engine's too)."""
+    from keras_xai.engines.innvestigate_rules import percentile_position
+    from keras_xai.rect_grad import percentile_position as native_position
+    for units in (1, 2, 6, 7, 25, 50, 51, 1000):
+        for q in (0, 10, 25, 50, 75, 90, 98, 99.5, 100):
+            expected = int(np.round((units - 1) * (1 - q / 100)))
+            assert percentile_position(units, q) == expected == native_position(units, q), (units, q)
+
+
+@pytest.mark.parametrize("build", [native_test_models.pooling_net, native_test_models.conv_net],
+                         ids=["standalone_relus", "fused_relu"])
+@pytest.mark.parametrize("percentile", [10, 50, 98])
+def test_rect_grad_matches_native(build, percentile):
+    """Standalone ReLUs (Activation and ReLU layers, max pooling) and a fused ReLU."""
+    model = build(seed=4)
+    x = images(13, (4, *model.input_shape[1:]))
+    native = keras_xai.create_analyzer("rect_grad", model, percentile=percentile).analyze(x, neuron_selection=1)
+    theirs = keras_xai.create_analyzer("rect_grad", model, engine="innvestigate",
+                                       percentile=percentile).analyze(x, neuron_selection=1)
+    assert relative_error(native, theirs) <= TOLERANCE, percentile
 
 
 def test_smoothgrad_and_integrated_gradients_work_on_batchnorm_models(batchnorm):

@@ -167,6 +167,63 @@ def test_only_model_files_stay_while_running_and_they_go_with_their_analyzers(sm
     assert not os.path.exists(path)
 
 
+def _randomized_copy_weights(model, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(scale=0.3, size=w.shape).astype(w.dtype) for w in model.get_weights()]
+
+
+@pytest.mark.parametrize("engine,method", [("innvestigate", "lrp.alpha_2_beta_1"),
+                                           ("deeplift", "deep_lift.reveal_cancel")])
+def test_every_call_uses_the_current_weights(engine, method):
+    """set_weights between calls (as the cascading randomization does): the reused analyzer gives
+    what a freshly created one gives, and its previous copy of the model is deleted."""
+    import native_test_models
+    model = native_test_models.conv_net(seed=11)
+    x = _x()
+    analyzer = keras_xai.create_analyzer(method, model, engine=engine)
+    before = analyzer.analyze(x, neuron_selection=1)
+    old_path = analyzer._model_path
+    model.set_weights(_randomized_copy_weights(model, 3))
+    after = analyzer.analyze(x, neuron_selection=1)
+    fresh = keras_xai.create_analyzer(method, model, engine=engine)
+    np.testing.assert_array_equal(after, fresh.analyze(x, neuron_selection=1))
+    assert np.abs(after - before).max() > 1e-3 * np.abs(before).max()
+    assert not os.path.exists(old_path) and fresh._model_path == analyzer._model_path
+    # relevances and propagate_from see the new weights too.
+    layer = "conv1"
+    vectors = np.random.default_rng(2).normal(size=(len(x), 6, 6, 4)).astype(np.float32)
+    np.testing.assert_array_equal(fresh.relevances(x, 1)["input"], after)
+    # A one-element change of one weight is noticed (the check is exact, not a sample).
+    kernel = model.get_layer("conv1").kernel
+    values = kernel.numpy()
+    values[1, 1, 0, 0] += 0.5
+    kernel.assign(values)
+    changed = analyzer.relevances(x, 1)
+    np.testing.assert_array_equal(changed["input"],
+                                  keras_xai.create_analyzer(method, model, engine=engine).analyze(x, 1))
+    assert not np.array_equal(changed["input"], after)
+    kernel.assign(values - np.eye(9 * 3 * 4, dtype=np.float32)[40].reshape(values.shape) * 0.5)
+    np.testing.assert_array_equal(analyzer.propagate_from(x, layer, vectors)["input"],
+                                  keras_xai.create_analyzer(method, model, engine=engine).propagate_from(
+                                      x, layer, vectors)["input"])
+
+
+def test_weight_check_notices_a_one_ulp_change():
+    from keras_xai.engines.base import weight_watch
+    import native_test_models
+    model = native_test_models.conv_net(seed=12)
+    watch = weight_watch(model)
+    assert weight_watch(model) is watch
+    version = watch.check(model)
+    assert watch.check(model) == version
+    kernel = model.get_layer("conv1").kernel
+    values = kernel.numpy()
+    values[0, 0, 0, 0] = np.nextafter(values[0, 0, 0, 0], np.float32(np.inf))
+    kernel.assign(values)
+    assert watch.check(model) == version + 1
+    assert watch.check(model) == version + 1
+
+
 def test_no_files_or_processes_are_left_behind_at_exit():
     script = textwrap.dedent("""
         import sys

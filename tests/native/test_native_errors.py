@@ -1,4 +1,6 @@
 """Bad input gives a clear ValueError/TypeError that names the problem."""
+import re
+
 import numpy as np
 import pytest
 from tensorflow import keras
@@ -103,14 +105,15 @@ def test_not_a_model():
         keras_xai.create_analyzer("gradient", lambda x: x)
 
 
-def test_unknown_and_planned_engines(monkeypatch):
-    from keras_xai import api
+def test_unknown_engine_and_a_method_the_engine_lacks():
     model = TINY_MODELS["dense"]()
     with pytest.raises(ValueError, match=r"unknown engine 'torch'"):
         keras_xai.create_analyzer("gradient", model, engine="torch")
-    monkeypatch.setattr(api, "PLANNED_ENGINES", {"future": "issue 99"}, raising=False)
-    with pytest.raises(NotImplementedError, match=r"'future' is planned \(issue 99\)"):
-        keras_xai.create_analyzer("gradient", model, engine="future")
+    lacking = next(info for info in keras_xai.list_analyzers() if "innvestigate" not in info.engines)
+    offered = " or ".join(f"engine={engine!r}" for engine in lacking.engines)
+    with pytest.raises(ValueError, match=re.escape(f"{lacking.name} is not available in the innvestigate "
+                                                   f"engine; use {offered}")):
+        keras_xai.create_analyzer(lacking.name, model, engine="innvestigate")
 
 
 def test_bad_method_parameters():

@@ -1,0 +1,447 @@
+"""Native DeepLIFT (deep_lift.rescale / reveal_cancel / ablation) against independent references:
+
+- a NumPy float64 implementation of deeplift 0.6.13's rules on dense ReLU and tanh nets (several
+  seeds, shared and per-sample references), for the contributions, the multipliers at every layer
+  and the injection of ``propagate_from``;
+- NumPy versions of eq. 13 (the linear rule, with and without the cross terms) for one Dense and
+  one strided Conv2D step, with different positive and negative multipliers;
+- summation-to-delta in float64 on the appendix-D net and a residual net with BatchNorm;
+- the deeplift package itself through ``engine="deeplift"`` (slow: a worker process).
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow import keras
+
+import keras_xai
+from keras_xai.deeplift import DeepLiftLinearRule, NEAR_ZERO
+from keras_xai.engine import ReferenceContext
+from native_test_models import cifar_net_logits, randomize
+
+L = keras.layers
+METHODS = ("deep_lift.rescale", "deep_lift.reveal_cancel", "deep_lift.ablation")
+MODES = {"deep_lift.rescale": ("rescale", False), "deep_lift.reveal_cancel": ("reveal_cancel", False),
+         "deep_lift.ablation": ("reveal_cancel", True)}
+
+
+# --- NumPy DeepLIFT for Dense/ReLU chains -----------------------------------------------------------
+
+def np_split(d):
+    return d * (d > 0), d * (d < 0)
+
+
+def np_pseudocount(t):
+    small = np.abs(t) < 0.5 * NEAR_ZERO
+    return t + NEAR_ZERO * (small & (t >= 0)) - NEAR_ZERO * (small & (t < 0))
+
+
+def relu(v):
+    return np.maximum(v, 0)
+
+
+#: Activation -> (function, derivative) for the NumPy reference.
+ACTIVATIONS = {"relu": (relu, lambda v: (v > 0).astype(float)), "tanh": (np.tanh, lambda v: 1 - np.tanh(v) ** 2)}
+
+
+def np_linear_rule(W, difference, m_pos, m_neg, ablation):
+    """Eq. 13 for ``z = a W``: the multiplier of each input (equal for both signs), by the sign of
+    its difference from the reference."""
+    Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
+    same = m_pos @ Wp.T + m_neg @ Wn.T
+    above, below, at = difference > 0, difference < 0, difference == 0
+    if ablation:
+        return above * same + at * 0.5 * same
+    cross = m_pos @ Wn.T + m_neg @ Wp.T
+    return above * same + below * cross + at * ((0.5 * (m_pos + m_neg)) @ W.T)
+
+
+class NumpyDeepLift:
+    """DeepLIFT on ``Dense -> ReLU -> ... -> Dense`` in float64, stage by stage: stage 0 is the
+    input, then each Dense output and each ReLU output."""
+
+    def __init__(self, layers, mode, ablation, activation="relu"):
+        self.layers, self.mode, self.ablation = layers, mode, ablation
+        self.f, self.df = ACTIVATIONS[activation]
+
+    def forward(self, x, ref):
+        """Per stage: (activation, reference activation, positive, negative contributions)."""
+        stages = [(x, ref, *np_split(x - ref))]
+        a, a0 = x, ref
+        for i, (W, b) in enumerate(self.layers):
+            dp, dn = np_split(a - a0)
+            Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
+            z, z0 = a @ W + b, a0 @ W + b
+            cp, cn = dp @ Wp + dn @ Wn, dn @ Wp + dp @ Wn
+            stages.append((z, z0, cp, cn))
+            if i == len(self.layers) - 1:
+                break
+            f = self.f
+            a, a0 = f(z), f(z0)
+            if self.mode == "rescale":
+                factor = self.rescale_factor(z, z0)
+                stages.append((a, a0, cp * factor, cn * factor))
+            else:
+                p, n = np_pseudocount(cp), np_pseudocount(cn)
+                new_p = 0.5 * ((f(z0 + p) - f(z0)) + (f(z0 + n + p) - f(z0 + n)))
+                new_n = 0.5 * ((f(z0 + n) - f(z0)) + (f(z0 + p + n) - f(z0 + p)))
+                stages.append((a, a0, new_p, new_n))
+        return stages
+
+    def rescale_factor(self, z, z0):
+        """dy/dz, or the derivative at the reference where |dz| < 1e-7 (deeplift takes the derivative
+        at the reference *output* for sigmoid/tanh, a slip we do not copy)."""
+        dz = z - z0
+        near = np.abs(dz) < NEAR_ZERO
+        return np.where(near, self.df(z0), (self.f(z) - self.f(z0)) / np.where(near, 1.0, dz))
+
+    def backward(self, stages, start, vector):
+        """Multiplier pairs at every stage at or below ``start`` (both set to ``vector`` there)."""
+        m_pos = m_neg = vector
+        pairs = {start: (m_pos, m_neg)}
+        for s in range(start, 0, -1):
+            if s % 2 == 1:  # a Dense output
+                W = self.layers[s // 2][0]
+                below = stages[s - 1]
+                m_pos = m_neg = np_linear_rule(W, below[0] - below[1], m_pos, m_neg, self.ablation)
+            elif self.mode == "rescale":
+                z, z0 = stages[s - 1][:2]
+                factor = self.rescale_factor(z, z0)
+                m_pos, m_neg = factor * m_pos, factor * m_neg
+            else:
+                cp_in, cn_in = stages[s - 1][2:]
+                cp_out, cn_out = stages[s][2:]
+                m_pos, m_neg = cp_out / np_pseudocount(cp_in) * m_pos, cn_out / np_pseudocount(cn_in) * m_neg
+            pairs[s - 1] = (m_pos, m_neg)
+        return pairs
+
+    @staticmethod
+    def reported(stages, pairs):
+        """Stage -> multiplier of the stage's difference (input: its contributions)."""
+        out = {}
+        for s, (m_pos, m_neg) in pairs.items():
+            a, a0, cp, cn = stages[s]
+            d = a - a0
+            if s == 0:
+                out[s] = m_pos * cp + m_neg * cn
+            else:
+                out[s] = np.where(d > 0, m_pos, np.where(d < 0, m_neg, 0.5 * (m_pos + m_neg)))
+        return out
+
+
+STAGE_NAMES = ["input", "fc1", "relu1", "fc2", "relu2", "fc3"]
+
+
+def dense_chain(seed, activation="relu"):
+    """Dense(6) ReLU Dense(5) ReLU Dense(3), some hidden ReLUs dead for both x and the reference
+    (for tanh: no saturated units, where the sign of tanh(z) - tanh(z0) ~ 1e-17 depends on the
+    last bit of each library's tanh)."""
+    inputs = keras.Input((4,), name="input")
+    x = L.Activation(activation, name="relu1")(L.Dense(6, name="fc1")(inputs))
+    x = L.Activation(activation, name="relu2")(L.Dense(5, name="fc2")(x))
+    model = keras.Model(inputs, L.Dense(3, name="fc3")(x), name="chain")
+    randomize(model, seed, bias_scale=0.5)
+    if activation == "relu":
+        bias = model.get_layer("fc1").bias
+        bias.assign(np.r_[np.full(2, -20.0), bias.numpy()[2:]].astype(np.float32))
+    return model
+
+
+def chain_weights(model):
+    return [(l.kernel.numpy().astype(np.float64), l.bias.numpy().astype(np.float64))
+            for l in model.layers if isinstance(l, L.Dense)]
+
+
+def chain_inputs(seed, references):
+    x = np.random.default_rng(seed + 100).normal(size=(5, 4))
+    x[:, 0] = references[:, 0]  # a zero difference at the input
+    x[-1] = references[-1]  # no difference at all: Rescale takes the gradient at the reference
+    return x
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("method", METHODS)
+def test_dense_chain_equals_numpy(method, seed):
+    model = dense_chain(seed)
+    reference = np.random.default_rng(seed).normal(size=4) if seed % 2 else 0.0
+    x = chain_inputs(seed, np.broadcast_to(reference, (5, 4)))
+    mode, ablation = MODES[method]
+    analyzer = keras_xai.create_analyzer(method, model, dtype="float64", reference=reference)
+    selection = np.arange(5) % 3
+    numpy_dl = NumpyDeepLift(chain_weights(model), mode, ablation)
+    stages = numpy_dl.forward(x, np.broadcast_to(reference, x.shape).astype(np.float64))
+    expected = numpy_dl.reported(stages, numpy_dl.backward(stages, 5, np.eye(3)[selection]))
+
+    got = analyzer.relevances(x, neuron_selection=selection)
+    for s, name in enumerate(STAGE_NAMES):
+        np.testing.assert_allclose(got[name], expected[s], rtol=1e-10, atol=1e-12, err_msg=f"{method} at {name}")
+    np.testing.assert_array_equal(analyzer.analyze(x, neuron_selection=selection), got["input"])
+    pairs = numpy_dl.backward(stages, 5, np.eye(3)[selection])
+    contributions = analyzer.contributions(x, neuron_selection=selection)
+    for s, name in enumerate(STAGE_NAMES):
+        (m_pos, m_neg), (_, _, c_pos, c_neg) = pairs[s], stages[s]
+        np.testing.assert_allclose(contributions[name], m_pos * c_pos + m_neg * c_neg, rtol=1e-10, atol=1e-12)
+    if mode == "reveal_cancel":  # the case where the two multipliers differ is really exercised
+        assert any(not np.allclose(*pairs[s]) for s in (1, 3))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_tanh_chain_equals_numpy(method):
+    model = dense_chain(5, activation="tanh")
+    reference = np.random.default_rng(5).normal(size=(5, 4))
+    x = chain_inputs(5, reference)
+    mode, ablation = MODES[method]
+    numpy_dl = NumpyDeepLift(chain_weights(model), mode, ablation, activation="tanh")
+    stages = numpy_dl.forward(x, reference)
+    expected = numpy_dl.reported(stages, numpy_dl.backward(stages, 5, np.eye(3)[np.zeros(5, int)]))
+    got = keras_xai.create_analyzer(method, model, dtype="float64", reference=reference).relevances(x, 0)
+    # TF's and NumPy's tanh differ in the last bits; RevealCancel divides near-zero contributions,
+    # pushed to 1e-7 by the pseudocount, by 1e-7: absolute errors up to ~1e-10 on values ~0.1.
+    for s, name in enumerate(STAGE_NAMES):
+        np.testing.assert_allclose(got[name], expected[s], rtol=1e-8, atol=1e-9, err_msg=f"{method} at {name}")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_propagate_from_equals_numpy(method):
+    model = dense_chain(7)
+    x = chain_inputs(7, np.zeros((5, 4)))
+    mode, ablation = MODES[method]
+    vector = np.random.default_rng(8).normal(size=(5, 5))
+    numpy_dl = NumpyDeepLift(chain_weights(model), mode, ablation)
+    stages = numpy_dl.forward(x, np.zeros_like(x))
+    for start, name in [(3, "fc2"), (4, "relu2")]:
+        expected = numpy_dl.reported(stages, numpy_dl.backward(stages, start, vector))
+        analyzer = keras_xai.create_analyzer(method, model, dtype="float64")
+        got = analyzer.propagate_from(x, name, vector)
+        assert set(got) == set(STAGE_NAMES[:start + 1])
+        for s in range(start + 1):
+            np.testing.assert_allclose(got[STAGE_NAMES[s]], expected[s], rtol=1e-10, atol=1e-12,
+                                       err_msg=f"{method} injected at {name}, at {STAGE_NAMES[s]}")
+        contributions = analyzer.propagate_contributions(x, name, vector)
+        pairs = numpy_dl.backward(stages, start, vector)
+        for s in range(start + 1):
+            m_pos, m_neg = pairs[s]
+            np.testing.assert_allclose(contributions[STAGE_NAMES[s]], m_pos * stages[s][2] + m_neg * stages[s][3],
+                                       rtol=1e-10, atol=1e-12)
+
+
+# --- the linear step alone, with different positive and negative multipliers ----------------------
+
+def _linear_step(model, layer_name, dtype="float64"):
+    analyzer = keras_xai.create_analyzer("deep_lift.rescale", model, dtype=dtype)
+    step = next(s for s in analyzer._model.steps if s.layer.name == layer_name and s.kind in ("dense", "conv2d"))
+    return step
+
+
+def _dense_matrix_of(layer, input_shape):
+    """The matrix of a linear layer without bias: its output for every basis vector of the input."""
+    size = int(np.prod(input_shape))
+    basis = np.eye(size).reshape(size, *input_shape)
+    no_bias = layer.bias.numpy().copy()
+    layer.bias.assign(np.zeros_like(no_bias))
+    try:
+        matrix = layer(basis.astype(np.float32)).numpy().astype(np.float64).reshape(size, -1)
+    finally:
+        layer.bias.assign(no_bias)
+    return matrix
+
+
+@pytest.mark.parametrize("ablation", [False, True])
+@pytest.mark.parametrize("kind", ["dense", "conv2d"])
+def test_linear_step_equals_equation_13(kind, ablation):
+    rng = np.random.default_rng(4)
+    if kind == "dense":
+        inputs = keras.Input((7,), name="input")
+        outputs = L.Dense(4, name="lin")(inputs)
+    else:
+        inputs = keras.Input((5, 5, 2), name="input")
+        outputs = L.Flatten(name="flat")(L.Conv2D(3, 3, strides=2, padding="same", name="lin")(inputs))
+    model = randomize(keras.Model(inputs, outputs), 5)
+    layer = model.get_layer("lin")
+    step = _linear_step(model, "lin")
+    x = rng.normal(size=(3, *inputs.shape[1:]))
+    x0 = rng.normal(size=x.shape)
+    x0[:, 0] = x[:, 0]  # zero differences
+    out_shape = (3, *layer.output.shape[1:])
+    m_pos, m_neg = rng.normal(size=out_shape), rng.normal(size=out_shape)
+
+    def t(v):
+        return tf.constant(v, tf.float64)
+    context = ReferenceContext([t(x0)], None, [None], None)
+    (got_pos, got_neg), = DeepLiftLinearRule(ablation)(step, [t(x)], None, (t(m_pos), t(m_neg)), context)
+    W = _dense_matrix_of(layer, x.shape[1:])
+    expected = np_linear_rule(W, (x - x0).reshape(3, -1), m_pos.reshape(3, -1), m_neg.reshape(3, -1), ablation)
+    np.testing.assert_allclose(got_pos.numpy().reshape(3, -1), expected, rtol=1e-5, atol=1e-6)
+    assert got_pos is got_neg
+    if ablation:  # nothing reaches inputs below their reference
+        assert not got_pos.numpy()[(x - x0) < 0].any()
+
+
+# --- summation-to-delta ------------------------------------------------------------------------------
+
+def residual_bn_net(seed=3, max_pooling=True):
+    """Every layer type DeepLIFT handles natively: ZeroPadding2D, fused ReLU, max pooling, BatchNorm
+    (some gammas negative), Add, average pooling, Concatenate, GlobalAveragePooling2D, Dense.
+    The max pooling sees a constant reference for the zero reference (conv1 on an all-zero padded input)."""
+    inputs = keras.Input((8, 8, 3), name="input")
+    x = L.Conv2D(6, 3, activation="relu", name="conv1")(L.ZeroPadding2D(1, name="pad")(inputs))
+    pool = (L.MaxPooling2D if max_pooling else L.AveragePooling2D)(2, name="pool1")(x)
+    y = L.BatchNormalization(name="bn2")(L.Conv2D(6, 3, padding="same", name="conv2")(pool))
+    y = L.Conv2D(6, 3, padding="same", name="conv3")(L.Activation("relu", name="relu2")(y))
+    y = L.Activation("relu", name="relu_add")(L.Add(name="add")([pool, y]))
+    z = L.Concatenate(name="concat")([L.AveragePooling2D(2, name="avg_main")(y),
+                                      L.AveragePooling2D(2, name="avg_side")(pool)])
+    z = L.GlobalAveragePooling2D(name="gap")(L.BatchNormalization(name="bn_top")(z))
+    return randomize(keras.Model(inputs, L.Dense(5, name="fc")(z), name="residual_bn"), seed, bias_scale=0.3)
+
+
+def appendix_d_net_without_conv_biases():
+    """The appendix-D net; zero convolution biases make the zero reference's activations constant
+    in every max pooling window, where deeplift's max pooling rule (the gradient) is exact. (With
+    biases, 'same' padding makes border windows differ; deeplift then misses the delta as much as
+    we do, see the package comparison.)"""
+    model = cifar_net_logits()
+    for layer in model.layers:
+        if isinstance(layer, L.Conv2D):
+            layer.bias.assign(np.zeros(layer.bias.shape, np.float32))
+    return model
+
+
+def _delta(analyzer, x, reference, selection):
+    f = analyzer._engine.predict(x).numpy()
+    f0 = analyzer._engine.predict(np.broadcast_to(reference, x.shape)).numpy()
+    rows = np.arange(len(x))
+    return f[rows, selection] - f0[rows, selection]
+
+
+@pytest.fixture(scope="module")
+def summation_models():
+    return {"appendix_d": appendix_d_net_without_conv_biases(), "residual_bn": residual_bn_net()}
+
+
+@pytest.mark.parametrize("model_name", ["appendix_d", "residual_bn"])
+@pytest.mark.parametrize("method", METHODS)
+def test_summation_to_delta(summation_models, model_name, method):
+    model = summation_models[model_name]
+    rng = np.random.default_rng(9)
+    x = rng.uniform(0, 1, size=(3, *model.input_shape[1:]))
+    analyzer = keras_xai.create_analyzer(method, model, dtype="float64")
+    selection = np.array([0, 3, 4])
+    contributions = analyzer.analyze(x, neuron_selection=selection)
+    assert contributions.dtype == np.float64
+    delta = _delta(analyzer, x, 0.0, selection)
+    np.testing.assert_allclose(analyzer._engine.predict(x).numpy(), model(x).numpy().reshape(3, -1),
+                               rtol=1e-4, atol=1e-5)  # the float64 forward pass is the model's
+    error = np.abs(contributions.reshape(3, -1).sum(axis=1) - delta).max() / np.abs(delta).max()
+    if method == "deep_lift.ablation":
+        assert error > 1e-3, "dropping the cross terms of eq. 13 must break summation-to-delta"
+    else:
+        assert error <= 1e-5, f"{method} on {model_name}: summation-to-delta off by {error:.2e} (relative)"
+
+
+@pytest.mark.parametrize("method", METHODS[:2])
+def test_summation_to_delta_with_a_reference_per_sample(method):
+    model = residual_bn_net(4, max_pooling=False)  # any reference: no max pooling to break the sum
+    rng = np.random.default_rng(10)
+    x = rng.uniform(0, 1, size=(2, 8, 8, 3))
+    reference = rng.uniform(0, 1, size=x.shape)
+    analyzer = keras_xai.create_analyzer(method, model, dtype="float64", reference=reference)
+    delta = _delta(analyzer, x, reference, np.array([1, 2]))
+    total = analyzer.analyze(x, neuron_selection=[1, 2]).reshape(2, -1).sum(axis=1)
+    assert np.abs(total - delta).max() <= 1e-5 * np.abs(delta).max()
+
+
+# --- reference handling --------------------------------------------------------------------------------
+
+def test_reference_forms_agree():
+    model = dense_chain(2)
+    x = chain_inputs(2, np.zeros((5, 4)))
+    one = np.random.default_rng(3).normal(size=4)
+    by_sample = keras_xai.create_analyzer("deep_lift.rescale", model, dtype="float64",
+                                          reference=np.tile(one, (5, 1))).analyze(x)
+    by_one = keras_xai.create_analyzer("deep_lift.rescale", model, dtype="float64", reference=one).analyze(x)
+    np.testing.assert_array_equal(by_sample, by_one)
+    scalar = keras_xai.create_analyzer("deep_lift.rescale", model, dtype="float64", reference=0.5).analyze(x)
+    full = keras_xai.create_analyzer("deep_lift.rescale", model, dtype="float64",
+                                     reference=np.full(4, 0.5)).analyze(x)
+    np.testing.assert_array_equal(scalar, full)
+    assert not np.allclose(scalar, by_one)
+
+
+def test_bad_references_are_refused():
+    model = dense_chain(0)
+    with pytest.raises(ValueError, match=r"reference of shape \(3,\) does not fit"):
+        keras_xai.create_analyzer("deep_lift.rescale", model, reference=np.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        keras_xai.create_analyzer("deep_lift.reveal_cancel", model, reference=np.nan)
+    analyzer = keras_xai.create_analyzer("deep_lift.rescale", model, reference=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"\(2, 4\) does not fit inputs of shape \(3, 4\)"):
+        analyzer.analyze(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match="nonlinear_mode"):
+        keras_xai.create_analyzer("deep_lift.ablation", model, nonlinear_mode="gradient")
+
+
+def test_registered_for_both_engines():
+    infos = {i.name: i for i in keras_xai.list_analyzers()}
+    for name in METHODS:
+        assert infos[name].family == "deep_lift" and infos[name].reduction == "sum"
+        assert {"native", "deeplift"} <= set(infos[name].engines)
+        assert "reference" in infos[name].parameters
+    assert infos["deep_lift.ablation"].parameters["nonlinear_mode"] == "reveal_cancel"
+
+
+# --- the deeplift package (0.6.13, in the worker process of engine="deeplift") ------------------------
+
+PACKAGE_CASES = {  # name -> (model builder, inputs, injection layer)
+    "appendix_d": (cifar_net_logits, lambda rng: rng.uniform(0, 1, size=(3, 32, 32, 3)), "conv4"),
+    "residual_bn": (residual_bn_net, lambda rng: rng.normal(size=(3, 8, 8, 3)), "add"),
+}
+
+
+def _relative(ours, theirs) -> float:
+    scale = np.abs(theirs).max()
+    return float(np.abs(ours - theirs).max() / scale) if scale > 0 else float(np.abs(ours).max())
+
+
+@pytest.fixture(scope="module")
+def package_results():
+    """Both engines on both nets for all three methods (one worker process for all of them)."""
+    results = {}
+    rng = np.random.default_rng(11)
+    for case, (build, inputs, layer) in PACKAGE_CASES.items():
+        model = build()
+        x = inputs(rng).astype(np.float32)
+        vector = rng.normal(size=(len(x), *model.get_layer(layer).output.shape[1:])).astype(np.float32)
+        references = {"zero": 0.0, "per_sample": rng.uniform(0, 1, size=x.shape).astype(np.float32)}
+        for method in METHODS:
+            for reference_name, reference in references.items():
+                if reference_name == "per_sample" and method != "deep_lift.reveal_cancel":
+                    continue
+                pair = []
+                for engine in ("deeplift", "native"):
+                    analyzer = keras_xai.create_analyzer(method, model, engine=engine, reference=reference)
+                    if engine == "native":
+                        everything = analyzer.contributions(x)
+                        injected = analyzer.propagate_contributions(x, layer, vector)
+                    else:
+                        everything, injected = analyzer.relevances(x), analyzer.propagate_from(x, layer, vector)
+                    pair.append((analyzer.analyze(x), everything, injected))
+                results[(case, method, reference_name)] = pair
+    return results
+
+
+PACKAGE_COMPARISONS = [(case, method, "zero") for case in PACKAGE_CASES for method in METHODS] + [
+    (case, "deep_lift.reveal_cancel", "per_sample") for case in PACKAGE_CASES]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, method, reference", PACKAGE_COMPARISONS)
+def test_equals_deeplift_package(package_results, case, method, reference):
+    theirs_all, ours_all = package_results[(case, method, reference)]
+    (theirs, their_layers, their_injected), (ours, our_layers, our_injected) = theirs_all, ours_all
+    assert _relative(ours, theirs) <= 1e-4
+    assert np.abs(theirs).max() > 0
+    for name, value in their_layers.items():
+        assert _relative(our_layers[name], value) <= 1e-4, f"contributions at {name}"
+    assert set(their_injected) <= set(our_injected)
+    for name, value in their_injected.items():
+        assert _relative(our_injected[name], value) <= 1e-4, f"contributions at {name} after injection"
