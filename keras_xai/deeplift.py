@@ -40,8 +40,8 @@ contributions) — where the two multipliers differ, the one of the layer's own 
 reference (:math:`m^+` where :math:`\Delta > 0`, :math:`m^-` where :math:`\Delta < 0`, their mean at
 0), the multiplier the linear rule gives a layer's input. ``propagate_from`` sets both multipliers
 at the layer to the injected vector (the paper's CSC). :meth:`DeepLiftAnalyzer.contributions` and
-:meth:`DeepLiftAnalyzer.propagate_contributions` return the contributions at every layer (what the
-``deeplift`` worker engine returns from ``relevances`` / ``propagate_from``).
+:meth:`DeepLiftAnalyzer.propagate_contributions` return the contributions at every layer (the
+``deeplift`` worker engine has the same four methods, with the same meaning).
 
 Speed (the results differ from deeplift's in rounding only): the forward pass runs on the batch
 and the reference together, a reference shared by all samples only once; where the two multipliers
@@ -360,15 +360,14 @@ class DeepLiftAnalyzer(NativeAnalyzer):
     def contributions(self, x, neuron_selection="max_activation") -> dict:
         """Contributions to the selected output at every layer's output (layer name -> array).
 
-        The input's entry equals :meth:`analyze`; this is what ``engine="deeplift"`` returns from
-        ``relevances``.
+        The input's entry equals :meth:`analyze`; ``engine="deeplift"`` has the same method.
         """
         with self._contributions_engine():
             return self.relevances(x, neuron_selection)
 
     def propagate_contributions(self, x, layer, relevance) -> dict:
         """Like :meth:`propagate_from` (both multipliers at ``layer`` set to ``relevance``), but the
-        contributions at every layer below (what ``engine="deeplift"`` returns from ``propagate_from``)."""
+        contributions at every layer below (``engine="deeplift"`` has the same method)."""
         with self._contributions_engine():
             return self.propagate_from(x, layer, relevance)
 

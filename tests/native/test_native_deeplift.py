@@ -418,13 +418,13 @@ def package_results():
                     continue
                 pair = []
                 for engine in ("deeplift", "native"):
+                    # Both engines name the quantities alike: contributions and multipliers.
                     analyzer = keras_xai.create_analyzer(method, model, engine=engine, reference=reference)
-                    if engine == "native":
-                        everything = analyzer.contributions(x)
-                        injected = analyzer.propagate_contributions(x, layer, vector)
-                    else:
-                        everything, injected = analyzer.relevances(x), analyzer.propagate_from(x, layer, vector)
-                    pair.append((analyzer.analyze(x), everything, injected))
+                    pair.append((analyzer.analyze(x),
+                                 {"contributions": analyzer.contributions(x),
+                                  "multipliers": analyzer.relevances(x)},
+                                 {"contributions": analyzer.propagate_contributions(x, layer, vector),
+                                  "multipliers": analyzer.propagate_from(x, layer, vector)}))
                 results[(case, method, reference_name)] = pair
     return results
 
@@ -440,8 +440,10 @@ def test_equals_deeplift_package(package_results, case, method, reference):
     (theirs, their_layers, their_injected), (ours, our_layers, our_injected) = theirs_all, ours_all
     assert _relative(ours, theirs) <= 1e-4
     assert np.abs(theirs).max() > 0
-    for name, value in their_layers.items():
-        assert _relative(our_layers[name], value) <= 1e-4, f"contributions at {name}"
-    assert set(their_injected) <= set(our_injected)
-    for name, value in their_injected.items():
-        assert _relative(our_injected[name], value) <= 1e-4, f"contributions at {name} after injection"
+    for quantity in ("contributions", "multipliers"):
+        assert len(their_layers[quantity]) > 3, quantity
+        for name, value in their_layers[quantity].items():
+            assert _relative(our_layers[quantity][name], value) <= 1e-4, f"{quantity} at {name}"
+        assert set(their_injected[quantity]) <= set(our_injected[quantity])
+        for name, value in their_injected[quantity].items():
+            assert _relative(our_injected[quantity][name], value) <= 1e-4, f"{quantity} at {name} after injection"

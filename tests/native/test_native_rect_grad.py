@@ -236,7 +236,7 @@ def innvestigate_rect_grad(cifar_logits, vgg_style):
     }
     results = {}
     for name, (model, x, q) in cases.items():
-        analyzer = keras_xai.create_analyzer("rect_grad", model, engine="innvestigate", q=q)
+        analyzer = keras_xai.create_analyzer("rect_grad", model, engine="innvestigate", percentile=q)
         results[name] = (model, x, q, analyzer.analyze(x, neuron_selection=[0, 3, 1]))
     return results
 
