@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -144,6 +145,8 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: 
     model.compile(optimizer=_adam(recipe, steps_per_epoch),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
                   metrics=["accuracy"])
+    if verbose == 1 and not sys.stdout.isatty():
+        verbose = 2  # one line per epoch: a progress bar redrawn per batch floods logs and CI output
     return model.fit(_dataset(x, y, recipe, seed), epochs=recipe.epochs, validation_data=validation_data,
                      verbose=verbose, callbacks=callbacks)
 

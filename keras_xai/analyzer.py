@@ -21,6 +21,8 @@ from keras_xai.validation import (
 
 #: Images per compiled call when a method averages over augmented copies of the batch.
 IMAGES_PER_AUGMENTED_CALL = 256
+#: What the recipe's ``postprocess`` does to the gradient at the input.
+POSTPROCESS_FUNCTIONS = {"abs": np.abs, "square": np.square}
 
 
 def assign_rules(model: CanonicalModel, recipe: Recipe, method: str) -> list:
@@ -112,11 +114,19 @@ class NativeAnalyzer:
             indices = np.where(indices < 0, maximal, indices)
         return indices
 
+    def _postprocessed(self, results) -> list:
+        """``results`` as NumPy, the input's entry (always the first: steps are in forward order)
+        postprocessed as the recipe asks."""
+        arrays = [r.numpy() for r in results]
+        if self._recipe.postprocess is not None:
+            arrays[0] = POSTPROCESS_FUNCTIONS[self._recipe.postprocess](arrays[0])
+        return arrays
+
     def _run(self, compiled, x, per_sample) -> list:
         """``compiled(x, per_sample)`` as NumPy, averaged over the augmentation if there is one."""
         augmentation = self._recipe.augmentation
         if augmentation is None:
-            return [r.numpy() for r in compiled(x, per_sample)]
+            return self._postprocessed(compiled(x, per_sample))
         copies = augmentation.copies(x)
         group = max(1, IMAGES_PER_AUGMENTED_CALL // len(x))
         totals = None
@@ -126,7 +136,7 @@ class NativeAnalyzer:
                 break
             repeated = np.concatenate([per_sample] * len(block))
             results = compiled(np.concatenate(block), repeated)
-            sums = [r.numpy().reshape(len(block), len(x), *r.shape[1:]).sum(axis=0) for r in results]
+            sums = [r.reshape(len(block), len(x), *r.shape[1:]).sum(axis=0) for r in self._postprocessed(results)]
             totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
         return [t / augmentation.count for t in totals]
 

@@ -104,6 +104,9 @@ class Recipe:
         Average over modified inputs (SmoothGrad, Integrated Gradients).
     reference_pass : keras_xai.engine.ReferencePass or None
         For methods comparing the input with a reference input (DeepLIFT).
+    postprocess : str or None
+        "abs" or "square": applied to the gradient at the input, per augmented copy and before
+        the multiplication by the input (iNNvestigate's ``postprocess``).
     """
 
     rules: tuple
@@ -112,6 +115,7 @@ class Recipe:
     times_input: bool = False
     augmentation: augment.Augmentation | None = None
     reference_pass: object | None = None
+    postprocess: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,16 +210,27 @@ def list_analyzers() -> list:
 _RELU_ONLY = ("relu", "linear")
 
 
+#: iNNvestigate's ``postprocess`` values for the gradient methods.
+POSTPROCESS = (None, "abs", "square")
+
+
+def _postprocess(method: str, postprocess) -> str | None:
+    if postprocess not in POSTPROCESS:
+        raise ValueError(f"{method}: postprocess must be None, 'abs' or 'square', got {postprocess!r}")
+    return postprocess
+
+
 @register("gradient", "gradient", reduction="max_abs")
-def gradient() -> Recipe:
+def gradient(postprocess=None) -> Recipe:
     """Gradient of the selected output w.r.t. the input (saliency map)."""
-    return Recipe(((SELECTORS["any"], GradientRule()),))
+    return Recipe(((SELECTORS["any"], GradientRule()),), postprocess=_postprocess("gradient", postprocess))
 
 
 @register("input_t_gradient", "gradient")
-def input_t_gradient() -> Recipe:
+def input_t_gradient(postprocess=None) -> Recipe:
     """Input times gradient."""
-    return Recipe(((SELECTORS["any"], GradientRule()),), times_input=True)
+    return Recipe(((SELECTORS["any"], GradientRule()),), times_input=True,
+                  postprocess=_postprocess("input_t_gradient", postprocess))
 
 
 @register("deconvnet", "gradient", reduction="max_abs")
@@ -234,23 +249,26 @@ def guided_backprop() -> Recipe:
 
 
 @register("integrated_gradients", "gradient")
-def integrated_gradients(reference_inputs=0.0, steps: int = 64) -> Recipe:
+def integrated_gradients(reference_inputs=0.0, steps: int = 64, postprocess=None) -> Recipe:
     """Integrated gradients: (x - reference) times the mean gradient on the straight path."""
     if int(steps) < 1:
         raise ValueError(f"integrated_gradients: steps must be >= 1, got {steps}")
     return Recipe(((SELECTORS["any"], GradientRule()),),
-                  augmentation=augment.StraightPath(int(steps), reference_inputs))
+                  augmentation=augment.StraightPath(int(steps), reference_inputs),
+                  postprocess=_postprocess("integrated_gradients", postprocess))
 
 
 @register("smoothgrad", "gradient", reduction="max_abs")
-def smoothgrad(augment_by_n: int = 64, noise_scale: float = 1.0, seed: int | None = None) -> Recipe:
+def smoothgrad(augment_by_n: int = 64, noise_scale: float = 1.0, seed: int | None = None,
+               postprocess=None) -> Recipe:
     """SmoothGrad: mean gradient over inputs with Gaussian noise of std noise_scale."""
     if int(augment_by_n) < 1:
         raise ValueError(f"smoothgrad: augment_by_n must be >= 1, got {augment_by_n}")
     if not noise_scale >= 0:
         raise ValueError(f"smoothgrad: noise_scale must be >= 0, got {noise_scale}")
     return Recipe(((SELECTORS["any"], GradientRule()),),
-                  augmentation=augment.GaussianNoise(int(augment_by_n), float(noise_scale), seed))
+                  augmentation=augment.GaussianNoise(int(augment_by_n), float(noise_scale), seed),
+                  postprocess=_postprocess("smoothgrad", postprocess))
 
 
 # --- LRP family ------------------------------------------------------------------------------

@@ -123,10 +123,9 @@ def run_csc(setup, specs, args, out: Path) -> None:
 
 
 def run_two_classes(setup, specs, args, out: Path) -> None:
-    image = setup.inputs.images[args.image]
     true_class = int(setup.inputs.labels[args.image])
     classes = tuple(args.classes) if args.classes else (true_class, (true_class + 1) % len(setup.class_names))
-    result = experiments.two_classes(setup.model, image, classes, specs, setup.inputs.input_range, engine=args.engine)
+    result = experiments.two_classes(setup.model, setup.inputs, args.image, classes, specs, engine=args.engine)
     _write_json(out / "two_classes.json", {"image_index": int(setup.inputs.indices[args.image]), "classes": classes,
                                            "l1_min_max": {m: r["l1_min_max"] for m, r in result.items()},
                                            "l1_sum_normalized": {m: r["l1_sum_normalized"] for m, r in result.items()}})

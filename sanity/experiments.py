@@ -362,15 +362,20 @@ def _output_shape(model: keras.Model, name: str) -> tuple:
 
 
 # ---------------------------------------------------------------------------------- two classes
-def two_classes(model: keras.Model, image: np.ndarray, classes: tuple, specs: Sequence[MethodSpec],
-                input_range: tuple, engine: str = "native") -> dict:
-    """One image explained for two classes (paper figure 1b-e).
+def two_classes(model: keras.Model, inputs: ExperimentInputs, position: int, classes: tuple,
+                specs: Sequence[MethodSpec], engine: str = "native") -> dict:
+    """Image ``inputs.images[position]`` explained for two classes (paper figure 1b-e).
 
     For each method: both 2-D maps, their difference after scaling each to [0, 1] (min-max), the L1
     norm of that difference, and the L1 norm of the difference of the maps normalised by their sum
-    (the ``n(.)`` of section 6). Class-insensitive methods give differences near zero.
+    (the ``n(.)`` of section 6). Class-insensitive methods give differences near zero. Methods that
+    learn (PatternNet) use ``inputs``' training images and patterns already fitted on them.
     """
-    inputs = ExperimentInputs(image[None], np.array([classes[0]]), np.array([0]), input_range)
+    if not 0 <= position < len(inputs.images):
+        raise ValueError(f"position {position} is outside the {len(inputs.images)} images")
+    single = slice(position, position + 1)
+    inputs = ExperimentInputs(inputs.images[single], inputs.labels[single], inputs.indices[single],
+                              inputs.input_range, inputs.fit_images, inputs.pattern_cache)
     pool = AnalyzerPool(model, inputs, engine)
     out = {}
     for spec in specs:

@@ -15,7 +15,8 @@ first call is analyzer creation + first analysis (trace / graph build; a worker'
 reported separately, and ``pattern.*`` methods are fitted on the batch before, not counted).
 
 Targets: native <= package for every method; native first call >= 4x faster than the package's;
-alpha-beta <= 2.5x the plain gradient.
+alpha-beta <= 2.5x the plain gradient; DeepLIFT (not in iNNvestigate 2.x): native faster than the
+deeplift package in steady state and >= 10x faster in the first call.
 
     python scripts/bench_engine.py --methods gradient lrp.z lrp.alpha_1_beta_0 --batch 64 --repeats 7
     python scripts/bench_engine.py --engines native deeplift --methods deep_lift.rescale --repeats 3
@@ -264,24 +265,37 @@ def _cell(value, fmt, width):
     return f"{'-':>{width}s}" if value is None else format(value, f"{width}{fmt}")
 
 
+#: The package the native engine is measured against, and the first-call speed-up it must reach:
+#: plain iNNvestigate (issue 3) or, where iNNvestigate has no such method, deeplift (issue 4).
+FIRST_CALL_TARGETS = {"package": 4, "deeplift": 10}
+
+
+def baseline(row) -> str:
+    """The baseline engine of a table row: plain iNNvestigate where it ran the method, else deeplift."""
+    return next((e for e in FIRST_CALL_TARGETS if row["steady"].get(e) is not None), "package")
+
+
 def print_table(rows, engines, startups, tape_first):
     titles = " ".join(f"{TITLES[e]:>8s}" for e in engines)
     group = len(titles)
     width = max([30] + [len(row["method"]) for row in rows])
     print(f"{'':{width}s} {' steady, ms ':-^{group}s} {'':8s} {'':9s} {'':9s} {' first call, s ':-^{group}s}")
-    header = (f"{'method':{width}s} {titles} {'grad ms':>8s} {'ours/iNNv':>9s} {'ours/grad':>9s} {titles} "
-              f"{'1st gain':>8s}  targets")
+    header = (f"{'method':{width}s} {titles} {'grad ms':>8s} {'ours/base':>9s} {'ours/grad':>9s} {titles} "
+              f"{'1st gain':>8s}  targets (vs base)")
     print(header)
     print("-" * len(header))
     for row in rows:
-        native, package = row["steady"].get("native"), row["steady"].get("package")
-        speed = _ratio(native, package)
-        first_gain = _ratio(row["first"].get("package"), row["first"].get("native"))
+        native = row["steady"].get("native")
+        base = baseline(row)
+        speed = _ratio(native, row["steady"].get(base))
+        first_gain = _ratio(row["first"].get(base), row["first"].get("native"))
         versus_gradient = _ratio(native, row["tape"])
         checks = []
         if speed is not None:
+            needed = FIRST_CALL_TARGETS[base]
+            checks.append(f"{TITLES[base]}:")
             checks.append("speed ok" if speed <= 1 else "speed: SLOWER")
-            checks.append("1st ok" if first_gain >= 4 else "1st <4x")
+            checks.append("1st ok" if first_gain >= needed else f"1st <{needed}x")
         if "alpha" in row["method"] and versus_gradient is not None:
             checks.append("<=2.5 grad" if versus_gradient <= 2.5 else ">2.5 grad")
         print(f"{row['method']:{width}s} "
@@ -289,7 +303,8 @@ def print_table(rows, engines, startups, tape_first):
               + f" {row['tape'] * 1e3:8.1f} {_cell(speed, '.2f', 9)} {_cell(versus_gradient, '.2f', 9)} "
               + " ".join(_cell(row["first"].get(e), ".2f", 8) for e in engines)
               + f" {_cell(first_gain, '.1f', 8)}  {', '.join(checks)}")
-    print("ours = native; iNNv = the plain iNNvestigate package; '-': not offered or skipped.")
+    print("ours = native; base = the plain iNNvestigate package (iNNv pkg), or for the DeepLIFT methods the "
+          "deeplift package (deeplift engine); '-': not offered or skipped.")
     print(f"plain tf.GradientTape gradient: first call {tape_first:.2f} s ('grad ms' is its median measured "
           "alongside each method)")
     started = ", ".join(f"{TITLES[e]} {s:.1f} s" for e, s in startups.items() if s is not None)

@@ -16,6 +16,12 @@ from keras_xai.references import REFERENCE_METHODS, reference_cases, tolerance_f
 from engine_test_models import images
 
 TOLERANCE = 1e-4
+#: How much two float32 computations of an ill-conditioned rule may differ in their error from the
+#: float64 value: a near-zero denominator amplifies the rounding of its sum, which depends on the
+#: summation order (graph-mode vs eager convolutions). Measured on the ResNet-style net, lrp.z_IB:
+#: native float32 6.1e-4 from float64 at block1_relu1, innvestigate 2.9e-3 (4.8x); 2.4e-7 for both
+#: one layer above, so it is rounding, not a different rule (with the bias, lrp.z: both <= 6.4e-6).
+FLOAT32_SPREAD = 10
 REFERENCE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "innvestigate_refs" / "layer"
 
 #: Parameters for the comparison (the same in both engines); SmoothGrad gets a seed (same noise).
@@ -57,8 +63,8 @@ def relative_error(ours, reference) -> float:
 def _check(nets, net, method, params):
     """max |native - innvestigate| / max |innvestigate| <= 1e-4. Where float32 itself is not that
     precise (near-zero denominators of the ignore-bias and beta > 0 rules on the ResNet-style net),
-    innvestigate is compared with the native engine in float64 instead, within 5 times the native
-    engine's own float32 error."""
+    innvestigate is compared with the native engine in float64 instead, within FLOAT32_SPREAD times
+    the native engine's own float32 error."""
     model, x = nets[net]
     native = keras_xai.create_analyzer(method, model, **params).analyze(x)
     theirs = keras_xai.create_analyzer(method, model, engine="innvestigate", **params).analyze(x)
@@ -68,7 +74,7 @@ def _check(nets, net, method, params):
     exact = keras_xai.create_analyzer(method, model, dtype="float64", **params).analyze(x)
     float32_noise = relative_error(native, exact)
     error_to_exact = relative_error(theirs, exact)
-    assert error_to_exact <= max(TOLERANCE, 5 * float32_noise), (
+    assert error_to_exact <= max(TOLERANCE, FLOAT32_SPREAD * float32_noise), (
         f"{net} {method} {params}: max|native-innvestigate|/max|innvestigate| = {error:.2e}; against native "
         f"float64 {error_to_exact:.2e}, native float32's own error {float32_noise:.2e}")
 
@@ -83,6 +89,15 @@ def test_matches_native(nets, net, method, params):
 @pytest.mark.parametrize("method,params", METHODS, ids=[f"{m}{p or ''}" for m, p in METHODS])
 def test_matches_native_for_every_method(nets, net, method, params):
     _check(nets, net, method, params)
+
+
+@pytest.mark.parametrize("method,params", [
+    ("gradient", {"postprocess": "abs"}), ("input_t_gradient", {"postprocess": "square"}),
+    ("integrated_gradients", {"steps": 4, "postprocess": "abs"}),
+    ("smoothgrad", {"augment_by_n": 3, "noise_scale": 0.3, "seed": 2, "postprocess": "square"})])
+def test_postprocess_matches_native(nets, method, params):
+    """iNNvestigate's postprocess, per augmented copy and before the multiplication by the input."""
+    _check(nets, "cifar", method, params)
 
 
 def test_relevances_at_every_layer_match_native(nets):
@@ -129,7 +144,7 @@ def test_propagate_from_matches_native(nets, net, method, layer):
         exact = keras_xai.create_analyzer(method, model, dtype="float64").propagate_from(x, layer, vectors)
         noise = max(relative_error(native[n], exact[n]) for n in theirs if n in native and n != layer)
         for name in disagree:
-            assert relative_error(theirs[name], exact[name]) <= max(TOLERANCE, 5 * noise), name
+            assert relative_error(theirs[name], exact[name]) <= max(TOLERANCE, FLOAT32_SPREAD * noise), name
 
 
 def test_propagate_from_gradient_is_the_vector_jacobian_product(nets):

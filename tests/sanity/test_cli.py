@@ -30,9 +30,9 @@ def sanity(*args, **kwargs):
                           timeout=900, **kwargs)
 
 
-def common(weights, out, n_images=3):
+def common(weights, out, n_images=3, methods="Gradient,LRP-a1b0,LRP-z"):
     return ["--weights", str(weights), "--dataset", "mnist", "--n-images", str(n_images),
-            "--methods", "Gradient,LRP-a1b0,LRP-z", "--out", str(out), "--quiet"]
+            "--methods", methods, "--out", str(out), "--quiet"]
 
 
 def test_help_explains():
@@ -44,7 +44,9 @@ def test_help_explains():
 
 
 def test_all_writes_numbers_figures_and_report(weights, tmp_path):
-    result = sanity("all", *common(weights, tmp_path), "--repetitions", "1", "--n-fit", "300")
+    # PatternNet: every command, two-classes too, must reach the training images the patterns need.
+    methods = "Gradient,LRP-a1b0,LRP-z,PatternNet"
+    result = sanity("all", *common(weights, tmp_path, methods=methods), "--repetitions", "1", "--n-fit", "300")
     assert result.returncode == 0, result.stderr
     for name in ("random_logit", "cascading", "csc", "two_classes", "simulation", "pattern_svd"):
         assert (tmp_path / f"{name}.json").exists(), name
@@ -53,7 +55,8 @@ def test_all_writes_numbers_figures_and_report(weights, tmp_path):
                  "pattern_svd.png", "pattern_svd.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
     random_logit = json.loads((tmp_path / "random_logit.json").read_text())
-    assert random_logit["methods"] == ["Gradient", "LRP-a1b0", "LRP-z"]  # the order asked for
+    assert random_logit["methods"] == methods.split(",")  # the order asked for
+    assert set(json.loads((tmp_path / "two_classes.json").read_text())["l1_min_max"]) == set(methods.split(","))
     rows = (tmp_path / "random_logit.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 3
     column = rows[0].split(",").index("Gradient")

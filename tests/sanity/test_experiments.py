@@ -96,10 +96,30 @@ def test_runs_resume_and_recompute_damaged_files(model, inputs, tmp_path):
 
 
 def test_two_classes(model, inputs):
-    out = experiments.two_classes(model, inputs.images[0], (1, 2), SPECS[:2], (0.0, 1.0))
+    out = experiments.two_classes(model, inputs, 3, (1, 2), SPECS[:2])
     gradient = out["Gradient"]
-    np.testing.assert_allclose(gradient["maps"][0], direct_map(model, SPECS[0], inputs.images[0], 1), rtol=1e-6)
+    np.testing.assert_allclose(gradient["maps"][0], direct_map(model, SPECS[0], inputs.images[3], 1), rtol=1e-6)
+    np.testing.assert_allclose(gradient["maps"][1], direct_map(model, SPECS[0], inputs.images[3], 2), rtol=1e-6)
     assert gradient["l1_min_max"] == pytest.approx(np.abs(gradient["difference"]).sum())
+    with pytest.raises(ValueError, match="position 5 is outside the 5 images"):
+        experiments.two_classes(model, inputs, 5, (1, 2), SPECS[:1])
+
+
+def test_two_classes_with_patterns_fitted_on_the_training_images(model):
+    """PatternNet in the two-classes figure uses the run's training images, and a fit made for
+    another experiment of the run (the shared pattern cache) is reused, not repeated."""
+    rng = np.random.default_rng(2)
+    inputs = experiments.ExperimentInputs(rng.random((2, 12, 12, 1)), [0, 1], [4, 9], (0.0, 1.0),
+                                          fit_images=rng.random((40, 12, 12, 1)).astype(np.float32))
+    spec = methods.by_label(["PatternNet"])
+    out = experiments.two_classes(model, inputs, 1, (0, 3), spec)
+    assert len(inputs.pattern_cache) == 1  # fitted once, into the run's cache
+    patterns = next(iter(inputs.pattern_cache.values()))
+    analyzer = keras_xai.create_analyzer("pattern.net", model, patterns=patterns)
+    expected = metrics.reduce_channels(analyzer.analyze(inputs.images[1:2], neuron_selection=[3]), "sum")[0]
+    np.testing.assert_allclose(out["PatternNet"]["maps"][1], expected, rtol=1e-5, atol=1e-7)
+    experiments.two_classes(model, inputs, 0, (0, 3), spec)
+    assert len(inputs.pattern_cache) == 1
 
 
 def test_inputs_validation():

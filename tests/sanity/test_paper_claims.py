@@ -1,0 +1,147 @@
+"""The paper's claims, checked on the MNIST-trained appendix-D net (slow).
+
+Runs the quick reproduction of ``make run`` (``python -m sanity all`` on 50 MNIST test images, every
+paper method, patterns fitted on 2,000 training images, 10 simulation repetitions) once, with the
+cached trained model (trained on first use, about 5 minutes), and checks each claim of the issue
+against the numbers it wrote. The thresholds turning the paper's words into numbers live in
+``sanity.report`` (fixed before looking at results); here each claim is one test, plus direct
+checks of the JSON numbers behind it.
+
+Two claims of the paper do not reproduce on this net and are marked as expected failures
+(``strict``: if they start to hold, the test fails and the report and the README must say so):
+
+- LRP alpha1beta0's median CSC at conv1 exceeds 1 - 1e-6 on the CIFAR-10-trained net (fig. 6d);
+  on the MNIST variant (one epoch, one input channel) it stays near 1 - 1e-4.
+- Deconv converges (>= 0.99) on the small net: here its median CSC at conv1 stays far below.
+"""
+import json
+
+import pytest
+
+from sanity import cli, report
+
+pytestmark = pytest.mark.slow
+
+N_IMAGES = 50
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick_reproduction")
+    assert cli.main(["all", "--n-images", str(N_IMAGES), "--repetitions", "10", "--n-fit", "2000",
+                     "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def claims(results):
+    return report.collect_claims(results)
+
+
+def _summary(results, name):
+    return json.loads((results / f"{name}.json").read_text())
+
+
+def _claim(claims, experiment: str, text: str):
+    found = [c for c in claims if c.experiment == experiment and text in c.claim]
+    assert len(found) == 1, (experiment, text, [c.claim for c in claims])
+    return found[0]
+
+
+def _assert_reproduced(claim):
+    assert claim.reproduced is True, f"{claim.claim}: predicted {claim.prediction}, measured {claim.measured}"
+
+
+def test_every_experiment_reports_its_claims(results, claims):
+    assert {c.experiment for c in claims} == {"CSC", "random logit", "cascading", "simulation", "pattern-svd"}
+    assert all(c.reproduced is not None for c in claims), [c.claim for c in claims if c.reproduced is None]
+    text = (results / "report.md").read_text()
+    assert "claims reproduced" in text and text.count("\n| ") == len(claims) + 1  # header + one row each
+
+
+# --- CSC (fig. 6) --------------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="paper: > 1 - 1e-6 on the CIFAR-10 net; MNIST variant: about 1 - 1e-4")
+def test_csc_lrp_alpha1_beta0_exceeds_one_minus_1e6(claims):
+    _assert_reproduced(_claim(claims, "CSC", "LRP alpha1beta0 converges"))
+
+
+def test_csc_lrp_alpha1_beta0_converges_strongly(results):
+    """What does hold here: alpha1beta0 is the fastest-converging method, far above 0.999."""
+    summary = _summary(results, "csc")
+    top, first = summary["injection_layers"][0], summary["first_conv_layer"]
+    medians = {m: summary["medians"][m][top][first] for m in summary["methods"]}
+    assert medians["LRP-a1b0"] > 1 - 1e-3
+    assert medians["LRP-a1b0"] >= max(m for label, m in medians.items() if label != "LRP-a1b0") - 1e-6
+
+
+@pytest.mark.parametrize("method", ["Gradient", "LRP-z", "DeepLIFT-Rescale", "DeepLIFT-RevealCancel"])
+def test_csc_gradient_lrp_z_and_deeplift_do_not_converge(claims, method):
+    _assert_reproduced(_claim(claims, "CSC", f"{method} does not converge"))
+
+
+@pytest.mark.xfail(strict=True, reason="Deconv does not converge on the MNIST variant of the 6-layer net")
+def test_csc_all_other_modified_bp_methods_reach_0_99(claims):
+    _assert_reproduced(_claim(claims, "CSC", "the other modified-BP methods converge"))
+
+
+def test_csc_modified_bp_methods_other_than_deconv_reach_0_99(results):
+    summary = _summary(results, "csc")
+    top, first = summary["injection_layers"][0], summary["first_conv_layer"]
+    others = [m for m in summary["converging_methods"] if m in summary["medians"] and m != "Deconv"]
+    assert len(others) >= 8, others
+    low = {m: summary["medians"][m][top][first] for m in others if summary["medians"][m][top][first] < 0.99}
+    assert not low, low
+
+
+# --- random logit (fig. 4) -----------------------------------------------------------------------
+
+def test_random_logit_converging_methods_give_the_same_map(claims):
+    _assert_reproduced(_claim(claims, "random logit", "converging methods give the same map"))
+
+
+def test_random_logit_gradient_lrp_z_and_deeplift_are_class_sensitive(claims):
+    _assert_reproduced(_claim(claims, "random logit", "class sensitive"))
+
+
+# --- cascading randomization (fig. 5) --------------------------------------------------------------
+
+def test_cascading_converging_methods_keep_high_ssim(claims):
+    _assert_reproduced(_claim(claims, "cascading", "converging methods ignore randomized layers"))
+
+
+def test_cascading_gradient_and_deeplift_drop(claims):
+    _assert_reproduced(_claim(claims, "cascading", "gradient and DeepLIFT change"))
+
+
+def test_cascading_confidence_intervals_bracket_the_medians(results):
+    summary = _summary(results, "cascading")
+    checked = 0
+    for i, method in enumerate(summary["methods"]):
+        for low, median, high in zip(summary["lower"][i], summary["median"][i], summary["upper"][i]):
+            if median == median:  # NaN: every map of that step constant (counted in n_undefined)
+                assert low <= median <= high, method
+                checked += 1
+    assert checked >= len(summary["methods"]) * (len(summary["steps"]) - 1)
+
+
+# --- matrix-chain simulation (fig. 8) --------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", ["positive", "non_negative"])
+def test_simulation_positive_chains_converge_within_about_7_products(claims, variant):
+    _assert_reproduced(_claim(claims, "simulation", f"{variant} chains converge"))
+
+
+def test_simulation_gaussian_chains_do_not_converge(claims):
+    _assert_reproduced(_claim(claims, "simulation", "Gaussian chains do not converge"))
+
+
+def test_simulation_alpha_beta_chains_converge_for_small_beta(claims):
+    _assert_reproduced(_claim(claims, "simulation", "alpha W+ + beta W- chains"))
+
+
+# --- PatternAttribution's singular values (fig. 3) -------------------------------------------------
+
+def test_pattern_svd_claims(claims):
+    for claim in [c for c in claims if c.experiment == "pattern-svd"]:
+        _assert_reproduced(claim)
