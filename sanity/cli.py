@@ -124,7 +124,11 @@ def run_csc(setup, specs, args, out: Path) -> None:
 
 def run_two_classes(setup, specs, args, out: Path) -> None:
     true_class = int(setup.inputs.labels[args.image])
-    classes = tuple(args.classes) if args.classes else (true_class, (true_class + 1) % len(setup.class_names))
+    if args.classes:
+        classes = tuple(args.classes)
+    else:  # the true class and the model's runner-up, the paper's "cat and dog" in one image
+        logits = setup.model(setup.inputs.images[args.image][None]).numpy()[0]
+        classes = (true_class, int(next(c for c in np.argsort(-logits) if c != true_class)))
     result = experiments.two_classes(setup.model, setup.inputs, args.image, classes, specs, engine=args.engine)
     _write_json(out / "two_classes.json", {"image_index": int(setup.inputs.indices[args.image]), "classes": classes,
                                            "l1_min_max": {m: r["l1_min_max"] for m, r in result.items()},
@@ -201,7 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repetitions", type=int, default=20, help="simulation: chains per variant (paper: 20)")
     parser.add_argument("--image", type=int, default=0, help="two-classes: position of the image among the chosen")
     parser.add_argument("--classes", type=lambda s: [int(c) for c in s.split(",")], default=None,
-                        help="two-classes: two class indices, e.g. 283,156 (default: true class and the next)")
+                        help="two-classes: two class indices, e.g. 283,156 (default: the true class and the "
+                             "model's runner-up)")
     parser.add_argument("--n-fit", type=int, default=10_000,
                         help="PatternNet/PatternAttribution/pattern-svd: training images the patterns are fitted on "
                              "(cifar_net; default 10000)")

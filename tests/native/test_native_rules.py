@@ -265,3 +265,32 @@ def test_add_with_explicit_numbers():
     assert (alpha_beta["a"][0, 0], alpha_beta["b"][0, 0]) == (2.0, -1.0)
     z = keras_xai.create_analyzer("lrp.z", model, dtype="float64").relevances(x)
     assert (z["a"][0, 0], z["b"][0, 0]) == (2.0, -1.0)
+
+
+# --- conservation through the layers that only move values ---------------------------------------
+
+#: Layers where all relevance of the logit passes (every path from the output to the input crosses them).
+CUTS = {"residual": ("input", "stem", "concat", "flatten", "reshape", "fc_last_axis"),
+        "pooling": ("input", "conv1", "relu1", "max_pool", "conv2", "relu2", "avg_pool", "pad", "gap")}
+
+
+@pytest.mark.parametrize("model_name", sorted(CUTS))
+@pytest.mark.parametrize("method", ["lrp.z", "lrp.epsilon"])
+def test_relevance_is_conserved_through_concatenate_reshape_padding_and_pooling(model_name, method):
+    """Without biases (BatchNorm: zero mean and beta, so its offset is 0) the z-rule conserves the
+    logit at every cut of the graph: Concatenate, Reshape, ZeroPadding2D, Flatten, max and average
+    pooling, Add and BatchNorm pass relevance on without loss or gain (epsilon 1e-7: nearly)."""
+    from native_test_models import TINY_MODELS
+    model = TINY_MODELS[model_name](seed=8, bias_scale=0.0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([gamma, np.zeros_like(beta), np.zeros_like(mean), variance])
+    x = np.random.default_rng(8).normal(size=(3, *model.input_shape[1:]))
+    unit = 1
+    logits = model(x.astype(np.float32)).numpy()[:, unit].astype(np.float64)
+    relevances = keras_xai.create_analyzer(method, model, dtype="float64").relevances(x, neuron_selection=unit)
+    assert np.abs(logits).min() > 1e-3
+    for name in CUTS[model_name]:
+        totals = relevances[name].reshape(len(x), -1).sum(axis=1)
+        np.testing.assert_allclose(totals, logits, rtol=1e-5 if method == "lrp.z" else 1e-4, err_msg=name)
