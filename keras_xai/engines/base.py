@@ -106,7 +106,9 @@ class _ModelFiles:
     """Saved copies of models in one worker's folder, shared by analyzers and reference-counted."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        # Reentrant: model.save can trigger a garbage collection that finalizes a dead analyzer,
+        # whose release then runs inside acquire, on the same thread (with a plain Lock: deadlock).
+        self._lock = threading.RLock()
         self._files = {}  # (worker folder, variant, model token, weight version) -> [path, users]
 
     def acquire(self, worker: Worker, model: keras.Model, key: tuple) -> str:

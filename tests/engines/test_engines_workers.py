@@ -167,6 +167,36 @@ def test_only_model_files_stay_while_running_and_they_go_with_their_analyzers(sm
     assert not os.path.exists(path)
 
 
+def test_an_analyzer_finalized_while_a_model_is_saved_does_not_deadlock(small, monkeypatch):
+    """Saving a model for a new analyzer can run the garbage collector, which finalizes a dead
+    analyzer whose release needs the lock the save is holding (this hung a test run)."""
+    import threading
+
+    import native_test_models
+    dead = keras_xai.create_analyzer("gradient", small, engine="innvestigate")
+    dead_path = dead._model_path
+    dead.cycle = dead  # only the cycle collector frees it: inside model.save below
+    del dead
+    original_save = keras.Model.save
+
+    def save_after_a_collection(self, *args, **kwargs):
+        gc.collect()
+        return original_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", save_after_a_collection)
+    created = []
+    other_model = native_test_models.conv_net(seed=21)
+    thread = threading.Thread(target=lambda: created.append(
+        keras_xai.create_analyzer("lrp.z", other_model, engine="innvestigate")), daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "creating an analyzer deadlocked while a dead one was finalized"
+    assert created and not os.path.exists(dead_path)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(created[0].analyze(_x()), keras_xai.create_analyzer(
+        "lrp.z", other_model, engine="innvestigate").analyze(_x()))
+
+
 def _randomized_copy_weights(model, seed):
     rng = np.random.default_rng(seed)
     return [rng.normal(scale=0.3, size=w.shape).astype(w.dtype) for w in model.get_weights()]
