@@ -27,11 +27,15 @@ the deeplift package 0.6.13 (``layers/core.py``, ``convolutional.py``, ``normali
   difference split by sign, as the worker engine does). Where a pooling window's maximum of the
   reference is elsewhere than that of the input, the gradient misses part of the difference and
   the contributions no longer sum to the delta exactly (in deeplift too).
-- ``deep_lift.ablation`` (the paper's ablation of eq. 13): the linear rule without the cross terms
-  :math:`W^+ m^-` and :math:`W^- m^+`: inputs with :math:`\Delta > 0` get
-  :math:`W^{+T} m^+ + W^{-T} m^-`, at :math:`\Delta = 0` half of it, with :math:`\Delta < 0` nothing;
-  BatchNorm passes :math:`k^+ m^+ + k^- m^-` to the positive and nothing to the negative multiplier.
-  Summation-to-delta does not hold for it.
+- ``deep_lift.ablation`` (the paper's ablation of eq. 13, section 5: "only considering W+ for the
+  positive rule and W- for the negative rule, the two matrix chains become decoupled"): every input
+  of a linear layer gets :math:`m^+_{in} = W^{+T} m^+` and :math:`m^-_{in} = W^{-T} m^-`, whatever
+  the sign of its difference (BatchNorm: :math:`k^+ m^+`, :math:`k^- m^-`; Add, identity weights:
+  :math:`m^+` and 0). The positive chain is a product of non-negative matrices, the negative one
+  of non-positive matrices (two make a non-negative one), so both converge. Summation-to-delta
+  does not hold for it. (An earlier reading kept :math:`W^{+T} m^+ + W^{-T} m^-` for inputs above
+  their reference and dropped only the terms of inputs below it: the chains stay coupled, and on
+  the MNIST appendix-D net its median CSC at conv1 was 0.79, like RevealCancel's; decoupled: 0.990.)
 
 What the analyzer returns: :meth:`analyze` the contributions of the input (they sum to
 ``f_k(x) - f_k(x0)``; the same as ``engine="deeplift"``); :meth:`relevances` and
@@ -197,7 +201,8 @@ class DeepLiftLinearRule(Rule):
     Parameters
     ----------
     ablation : bool
-        Drop the cross terms :math:`W^+ m^-` and :math:`W^- m^+` (paper eq. 13, "DeepLIFT ablation").
+        The paper's "DeepLIFT ablation" (eq. 13 decoupled): :math:`m^+_{in} = W^{+T} m^+`,
+        :math:`m^-_{in} = W^{-T} m^-` for every input.
     """
 
     ablation: bool = False
@@ -216,20 +221,17 @@ class DeepLiftLinearRule(Rule):
         def transpose(multipliers, weights):
             return operation.transpose(multipliers, inputs, weights)
 
+        if self.ablation:
+            # Decoupled chains: positive multipliers only through W+, negative only through W-.
+            return list(zip(transpose(positive, "positive"), transpose(negative, "negative")))
         if _same(relevance):
             same_sign = transpose(positive, "all")  # W+^T m + W-^T m = W^T m
-            if not self.ablation:
-                return [(t, t) for t in same_sign]  # all three cases of the rule are W^T m
-        else:
-            same_sign = [a + b for a, b in zip(transpose(positive, "positive"), transpose(negative, "negative"))]
-        if self.ablation:
-            cross = [tf.zeros_like(t) for t in same_sign]
-            at_zero = [0.5 * t for t in same_sign]
-        else:
-            # W = W+ + W-: the four products sum to W^T (m+ + m-), so three transposes do.
-            both = transpose(positive + negative, "all")
-            cross = [b - a for a, b in zip(same_sign, both)]
-            at_zero = [0.5 * b for b in both]
+            return [(t, t) for t in same_sign]  # all three cases of the rule are W^T m
+        same_sign = [a + b for a, b in zip(transpose(positive, "positive"), transpose(negative, "negative"))]
+        # W = W+ + W-: the four products sum to W^T (m+ + m-), so three transposes do.
+        both = transpose(positive + negative, "all")
+        cross = [b - a for a, b in zip(same_sign, both)]
+        at_zero = [0.5 * b for b in both]
         results = []
         for index, (x, x0) in enumerate(zip(inputs, reference.inputs)):
             # deeplift sums the three cases times 0/1 masks; selecting gives the same numbers.
@@ -247,7 +249,7 @@ class DeepLiftBatchNormRule(Rule):
     Parameters
     ----------
     ablation : bool
-        Keep only ``k+ m+ + k- m-``, for the positive multiplier (the negative one gets zero).
+        The decoupled chains of ``deep_lift.ablation``: ``(k+ m+, k- m-)``.
     """
 
     ablation: bool = False
@@ -269,9 +271,9 @@ class DeepLiftBatchNormRule(Rule):
         if _same(relevance) and not self.ablation:
             both = scaled(positive, "all")  # k+ m + k- m = k m
             return [(both, both)]
-        kept = scaled(positive, "positive") + scaled(negative, "negative")
         if self.ablation:
-            return [(kept, tf.zeros_like(kept))]
+            return [(scaled(positive, "positive"), scaled(negative, "negative"))]
+        kept = scaled(positive, "positive") + scaled(negative, "negative")
         return [(kept, scaled(positive, "negative") + scaled(negative, "positive"))]
 
 
@@ -386,5 +388,5 @@ def reveal_cancel(reference=0.0) -> Recipe:
 
 @register("deep_lift.ablation", "deep_lift", reduction="sum", analyzer_class=DeepLiftAnalyzer)
 def ablation(reference=0.0, nonlinear_mode: str = "reveal_cancel") -> Recipe:
-    """DeepLIFT without the cross terms W+ r- and W- r+ of the linear rule (the paper's ablation)."""
+    """DeepLIFT with decoupled chains: positive multipliers through W+ only, negative through W- (the paper's ablation)."""
     return deep_lift_recipe(reference, nonlinear_mode, ablation=True)

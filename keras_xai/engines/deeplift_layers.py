@@ -5,10 +5,21 @@
   weights, deeplift's Dense rule), :class:`GlobalAvgPool2D`, :class:`ZeroPadding2D` (the authors of
   "When Explanations Lie" added the same three in their ``deeplift_resnet.py``);
 - the paper's ablation of the linear rule (:class:`AblationDense`, :class:`AblationConv2D`,
-  :class:`AblationBatchNormalization`, ``AddAsLinear(ablation=True)``): deeplift gives an input with
-  a positive difference from the reference the multiplier ``W+ r+ + W- r-`` and one with a negative
-  difference ``W- r+ + W+ r-``; the ablation drops these cross terms ``W+ r-`` and ``W- r+``
-  (inputs at their reference keep ``(W+ r+ + W- r-) / 2``);
+  :class:`AblationBatchNormalization`, ``AddAsLinear(ablation=True)``), "When Explanations Lie"
+  eq. 13 and the paragraph after it: "If the intermixing is removed by only considering W+ for the
+  positive rule and W- for the negative rule, the two matrix chains become decoupled and
+  converge". For every input unit of a linear layer, whatever the sign of its difference from the
+  reference, the positive multiplier is ``m_in+ = W+^T m_out+`` and the negative one
+  ``m_in- = W-^T m_out-`` (``W+ = max(W, 0)``, ``W- = min(W, 0)``; BatchNorm with the per-channel
+  scale ``k = gamma / sqrt(var + eps)``: ``k+ m_out+`` and ``k- m_out-``; ``Add`` with identity
+  weights, ``W+ = I``, ``W- = 0``: ``m_out+`` and 0). The positive chain is a product of
+  non-negative matrices, the negative one of non-positive matrices ("the multiplication of two
+  non-positive matrices gives a non-negative matrix"). deeplift itself then gives the input the
+  contributions ``m+ dx+ + m- dx-``; nonlinearities, pooling and the forward contributions are
+  deeplift's. An earlier reading (``W+^T m+ + W-^T m-`` for inputs above their reference, half of it
+  at the reference, nothing below it) was replaced: it leaves the chains coupled (``W-^T m-``
+  mixes the negative chain into the positive one): on the MNIST appendix-D net its CSC at conv1
+  was 0.79, about RevealCancel's, against 0.990 decoupled (as the paper reports);
 - converters for these and for ``ReLU`` layers, linear activations, ``BatchNormalization`` without
   scale or center and ``Concatenate`` on a negative axis;
 - max pooling's contributions are the difference from the reference split by sign (deeplift returns
@@ -95,7 +106,9 @@ def cache_kernel(layer):
 # --- layers deeplift lacks -----------------------------------------------------------------------
 
 class AddAsLinear(ListInputMixin, Node):
-    """``sum_k x_k`` treated like deeplift's Dense layer with weights 1 for every input."""
+    """``sum_k x_k`` treated like deeplift's Dense layer with weights 1 for every input; with
+    ``ablation`` every input gets the positive multiplier ``m_out+`` and the negative one 0 (``W+ = I``,
+    ``W- = 0``; see the module docstring)."""
 
     def __init__(self, ablation: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -115,13 +128,14 @@ class AddAsLinear(ListInputMixin, Node):
 
     def _get_mxts_increments_for_inputs(self):
         positive, negative = self.get_pos_mxts(), self.get_neg_mxts()
+        differences = self._get_input_diff_from_reference_vars()
+        if self.ablation:
+            # Identity weights: W+ = I, W- = 0, so every input gets (m+, 0) (decoupled chains).
+            return [positive for _ in differences], [tf1.zeros_like(positive) for _ in differences]
         increments = []
-        for difference in self._get_input_diff_from_reference_vars():
+        for difference in differences:
             above, below, at = hf.gt_mask(difference, 0.0), hf.lt_mask(difference, 0.0), hf.eq_mask(difference, 0.0)
-            if self.ablation:
-                increments.append(above * positive + at * 0.5 * positive)
-            else:
-                increments.append(above * positive + below * negative + at * 0.5 * (positive + negative))
+            increments.append(above * positive + below * negative + at * 0.5 * (positive + negative))
         return increments, increments
 
 
@@ -198,30 +212,33 @@ def patch_max_pooling_contribs() -> None:
 
 
 # --- the ablation of the linear rule ---------------------------------------------------------------
+# Paper eq. 13 with decoupled chains (see the module docstring): for every input unit, whatever the
+# sign of its difference from the reference, m_in+ = W+^T m_out+ and m_in- = W-^T m_out-.
 
-def _split_masks(difference):
-    return hf.gt_mask(difference, 0.0), hf.eq_mask(difference, 0.0)
+def _positive_part(weights):
+    return weights * hf.gt_mask(weights, 0.0)
+
+
+def _negative_part(weights):
+    return weights * hf.lt_mask(weights, 0.0)
 
 
 class AblationDense(layers.core.Dense):
-    """Dense layer whose multipliers keep only ``W+ r+ + W- r-`` (paper eq. 13 without cross terms)."""
+    """Dense layer of the ablation: ``(W+^T m+, W-^T m-)`` for every input (decoupled chains)."""
 
     def _get_mxts_increments_for_inputs(self):
-        above, at = _split_masks(self._get_input_diff_from_reference_vars())
         kernel_t = tf1.convert_to_tensor(self.kernel.T)
-        kept = (tf1.matmul(self.get_pos_mxts(), kernel_t * hf.gt_mask(kernel_t, 0.0))
-                + tf1.matmul(self.get_neg_mxts(), kernel_t * hf.lt_mask(kernel_t, 0.0)))
-        increments = above * kept + at * 0.5 * kept
-        return increments, increments
+        positive = tf1.matmul(self.get_pos_mxts(), _positive_part(kernel_t))
+        negative = tf1.matmul(self.get_neg_mxts(), _negative_part(kernel_t))
+        return positive, negative
 
 
 class AblationConv2D(layers.convolutional.Conv2D):
-    """Conv2D whose multipliers keep only ``W+ r+ + W- r-``."""
+    """Conv2D of the ablation: ``(W+^T m+, W-^T m-)`` (transposed convolutions) for every input."""
 
     def _get_mxts_increments_for_inputs(self):
         if self.data_format != "channels_last":
             raise NotImplementedError("the DeepLIFT ablation supports channels_last convolutions only")
-        above, at = _split_masks(self._get_input_diff_from_reference_vars())
         output_shape = tf1.shape(self.inputs.get_activation_vars())
         strides = [1] + list(self.strides) + [1]
 
@@ -230,21 +247,16 @@ class AblationConv2D(layers.convolutional.Conv2D):
                                            padding=self.padding, strides=strides)
 
         kernel = tf1.convert_to_tensor(self.kernel)
-        kept = (transpose(self.get_pos_mxts(), kernel * hf.gt_mask(kernel, 0.0))
-                + transpose(self.get_neg_mxts(), kernel * hf.lt_mask(kernel, 0.0)))
-        increments = above * kept + at * 0.5 * kept
-        return increments, increments
+        return (transpose(self.get_pos_mxts(), _positive_part(kernel)),
+                transpose(self.get_neg_mxts(), _negative_part(kernel)))
 
 
 class AblationBatchNormalization(layers.normalization.BatchNormalization):
-    """BatchNormalization whose multipliers keep only ``W+ r+ + W- r-`` (nothing for the negative part)."""
+    """BatchNormalization of the ablation: ``(k+ m+, k- m-)`` with ``k = gamma / sqrt(var + eps)``."""
 
     def _get_mxts_increments_for_inputs(self):
-        std = tf1.sqrt(self.reshaped_var + self.epsilon)
-        gamma = self.reshaped_gamma
-        positive = (self.get_pos_mxts() * (gamma * hf.gt_mask(gamma, 0.0) / std)
-                    + self.get_neg_mxts() * (gamma * hf.lt_mask(gamma, 0.0) / std))
-        return positive, tf1.zeros_like(positive)
+        scale = self.reshaped_gamma / tf1.sqrt(self.reshaped_var + self.epsilon)
+        return self.get_pos_mxts() * _positive_part(scale), self.get_neg_mxts() * _negative_part(scale)
 
 
 # --- converters ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """engine="deeplift": summation-to-delta, a NumPy DeepLIFT on a dense net (Rescale, RevealCancel and
-the ablation), deeplift's own code path, injection, the converters ResNet-50 needs, and agreement
-with the native engine for every DeepLIFT method both engines have.
+the ablation with decoupled W+ / W- chains), deeplift's own code path, injection, the converters
+ResNet-50 needs, and agreement with the native engine for every DeepLIFT method both engines have.
 
 Summation-to-delta is checked against the exact ``f(x) - f(reference)`` (the model in float64), with
 the error measured relative to the magnitude of what float32 adds up to get the checked sum
@@ -86,7 +86,10 @@ def test_summation_to_delta_on_the_appendix_d_net(cifar_logits):
 
 def _dense_deeplift_numpy(model, x, reference, unit, mode, ablation=False):
     """DeepLIFT (Shrikumar et al. 2017) on Dense(relu) -> Dense, in NumPy float64, following the
-    deeplift package's rules; ``ablation`` drops the cross terms of the linear rule (paper eq. 13)."""
+    deeplift package's rules, with positive and negative multipliers kept apart; the input's
+    contributions are ``m+ dx+ + m- dx-``. ``ablation``: the paper's ablation (eq. 13, decoupled
+    chains): every input of a linear layer, whatever the sign of its difference, gets
+    ``m_in+ = W+^T m_out+`` and ``m_in- = W-^T m_out-``."""
     w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
     x, reference = x.astype(np.float64), reference.astype(np.float64)
     dx = x - reference
@@ -117,17 +120,20 @@ def _dense_deeplift_numpy(model, x, reference, unit, mode, ablation=False):
     target[:, unit] = 1.0
 
     def linear(d_in, weights, m_pos, m_neg):
+        """(m_in+, m_in-) of a linear layer's inputs."""
         wp, wn = np.maximum(weights, 0).T, np.minimum(weights, 0).T
+        if ablation:
+            return m_pos @ wp, m_neg @ wn
+        # deeplift: one multiplier per input, chosen by the sign of its difference.
         kept = m_pos @ wp + m_neg @ wn
         crossed = m_pos @ wn + m_neg @ wp
-        if ablation:
-            return (d_in > 0) * kept + (d_in == 0) * 0.5 * kept
-        return (d_in > 0) * kept + (d_in < 0) * crossed + (d_in == 0) * 0.5 * ((m_pos + m_neg) @ weights.T)
+        m = (d_in > 0) * kept + (d_in < 0) * crossed + (d_in == 0) * 0.5 * ((m_pos + m_neg) @ weights.T)
+        return m, m
 
-    m_h = linear(dh, w2, target, target)
-    m_z_pos, m_z_neg = scale_pos * m_h, scale_neg * m_h
-    m_x = linear(dx, w1, m_z_pos, m_z_neg)
-    return m_x * dx
+    m_h_pos, m_h_neg = linear(dh, w2, target, target)
+    m_z_pos, m_z_neg = scale_pos * m_h_pos, scale_neg * m_h_neg
+    m_x_pos, m_x_neg = linear(dx, w1, m_z_pos, m_z_neg)
+    return m_x_pos * np.maximum(dx, 0) + m_x_neg * np.minimum(dx, 0)
 
 
 @pytest.mark.parametrize("method,mode,ablation", [
@@ -152,6 +158,34 @@ def test_ablation_rescale_mode_matches_numpy():
     ours = keras_xai.create_analyzer("deep_lift.ablation", model, engine="deeplift",
                                      nonlinear_mode="rescale").analyze(x, neuron_selection=0)
     expected = _dense_deeplift_numpy(model, x, np.zeros_like(x), 0, "rescale", ablation=True)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_ablation_decouples_the_positive_and_negative_chains():
+    """The ablation on Dense(relu) -> Dense with the Rescale rule (whose scale factor s is the same
+    for both multipliers): m+ = W1+ diag(s) W2+ e_k (the W+ chain), m- = W1- diag(s) W2- e_k (the W-
+    chain), for every input whatever the sign of its difference, and the contributions are
+    m+ dx+ + m- dx-. Inputs and weights have both signs, so the earlier reading (nothing for inputs
+    below their reference, W-^T m- added to the positive multiplier) would differ."""
+    unit = 1
+    model = native_test_models.dense_net(seed=5, bias_scale=0.5)
+    x = np.random.default_rng(11).normal(size=(6, 8)).astype(np.float32)
+    reference = np.random.default_rng(12).normal(scale=0.5, size=(8,)).astype(np.float32)
+    w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
+    dx = x.astype(np.float64) - reference.astype(np.float64)
+    assert ((dx > 0).any(axis=1) & (dx < 0).any(axis=1)).all()
+    assert (w1 > 0).any() and (w1 < 0).any() and (w2[:, unit] > 0).any() and (w2[:, unit] < 0).any()
+    z, z_ref = x.astype(np.float64) @ w1 + b1, reference.astype(np.float64) @ w1 + b1
+    assert (np.abs(z - z_ref) > 1e-3).all()  # no near-zero special case of the Rescale rule
+    s = (np.maximum(z, 0) - np.maximum(z_ref, 0)) / (z - z_ref)
+    m_pos = (s * np.maximum(w2[:, unit], 0)) @ np.maximum(w1, 0).T
+    m_neg = (s * np.minimum(w2[:, unit], 0)) @ np.minimum(w1, 0).T
+    expected = m_pos * np.maximum(dx, 0) + m_neg * np.minimum(dx, 0)
+    assert np.abs(m_neg * np.minimum(dx, 0)).max() > 0.1 * np.abs(expected).max()  # the W- chain matters
+    np.testing.assert_allclose(_dense_deeplift_numpy(model, x, np.broadcast_to(reference, x.shape), unit,
+                                                     "rescale", ablation=True), expected, rtol=1e-12, atol=1e-12)
+    ours = keras_xai.create_analyzer("deep_lift.ablation", model, engine="deeplift", reference=reference,
+                                     nonlinear_mode="rescale").analyze(x, neuron_selection=unit)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 import keras_xai
-from keras_xai.deeplift import DeepLiftLinearRule, NEAR_ZERO
+from keras_xai.deeplift import DeepLiftBatchNormRule, DeepLiftLinearRule, NEAR_ZERO
 from keras_xai.engine import ReferenceContext
 from native_test_models import cifar_net_logits, randomize
 
@@ -44,15 +44,17 @@ ACTIVATIONS = {"relu": (relu, lambda v: (v > 0).astype(float)), "tanh": (np.tanh
 
 
 def np_linear_rule(W, difference, m_pos, m_neg, ablation):
-    """Eq. 13 for ``z = a W``: the multiplier of each input (equal for both signs), by the sign of
-    its difference from the reference."""
+    """Eq. 13 for ``z = a W``: the (positive, negative) multipliers of each input. deeplift gives
+    both the same value, chosen by the sign of the input's difference from the reference; the
+    ablation decouples the chains: ``(W+ m+, W- m-)`` for every input."""
     Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
+    if ablation:
+        return m_pos @ Wp.T, m_neg @ Wn.T
     same = m_pos @ Wp.T + m_neg @ Wn.T
     above, below, at = difference > 0, difference < 0, difference == 0
-    if ablation:
-        return above * same + at * 0.5 * same
     cross = m_pos @ Wn.T + m_neg @ Wp.T
-    return above * same + below * cross + at * ((0.5 * (m_pos + m_neg)) @ W.T)
+    both = above * same + below * cross + at * ((0.5 * (m_pos + m_neg)) @ W.T)
+    return both, both
 
 
 class NumpyDeepLift:
@@ -102,7 +104,7 @@ class NumpyDeepLift:
             if s % 2 == 1:  # a Dense output
                 W = self.layers[s // 2][0]
                 below = stages[s - 1]
-                m_pos = m_neg = np_linear_rule(W, below[0] - below[1], m_pos, m_neg, self.ablation)
+                m_pos, m_neg = np_linear_rule(W, below[0] - below[1], m_pos, m_neg, self.ablation)
             elif self.mode == "rescale":
                 z, z0 = stages[s - 1][:2]
                 factor = self.rescale_factor(z, z0)
@@ -269,11 +271,46 @@ def test_linear_step_equals_equation_13(kind, ablation):
     context = ReferenceContext([t(x0)], None, [None], None)
     (got_pos, got_neg), = DeepLiftLinearRule(ablation)(step, [t(x)], None, (t(m_pos), t(m_neg)), context)
     W = _dense_matrix_of(layer, x.shape[1:])
-    expected = np_linear_rule(W, (x - x0).reshape(3, -1), m_pos.reshape(3, -1), m_neg.reshape(3, -1), ablation)
-    np.testing.assert_allclose(got_pos.numpy().reshape(3, -1), expected, rtol=1e-5, atol=1e-6)
-    assert got_pos is got_neg
-    if ablation:  # nothing reaches inputs below their reference
-        assert not got_pos.numpy()[(x - x0) < 0].any()
+    expected_pos, expected_neg = np_linear_rule(W, (x - x0).reshape(3, -1), m_pos.reshape(3, -1),
+                                                m_neg.reshape(3, -1), ablation)
+    np.testing.assert_allclose(got_pos.numpy().reshape(3, -1), expected_pos, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_neg.numpy().reshape(3, -1), expected_neg, rtol=1e-5, atol=1e-6)
+    if ablation:  # decoupled: the positive multipliers never see m-, the negative ones never see m+
+        assert not np.allclose(expected_pos, expected_neg)
+        again_pos, again_neg = DeepLiftLinearRule(True)(step, [t(x)], None, (t(m_pos), t(0 * m_neg)), context)[0]
+        np.testing.assert_array_equal(again_pos.numpy(), got_pos.numpy())
+        assert not again_neg.numpy().any()
+    else:
+        assert got_pos is got_neg
+
+
+@pytest.mark.parametrize("ablation", [False, True])
+def test_batch_norm_step_by_hand(ablation):
+    """k = gamma / sqrt(var + eps) per channel, some negative: deeplift's (k+ m+ + k- m-,
+    k- m+ + k+ m-); the ablation's decoupled (k+ m+, k- m-)."""
+    inputs = keras.Input((2, 2, 3), name="input")
+    model = keras.Model(inputs, L.Flatten(name="flat")(L.BatchNormalization(epsilon=0.01, name="bn")(inputs)))
+    gamma, variance = np.array([1.5, -2.0, 0.5]), np.array([0.25, 1.0, 4.0])
+    model.get_layer("bn").set_weights([gamma, np.array([0.1, -0.2, 0.3]), np.array([0.5, 0.0, -1.0]), variance])
+    k = model.get_layer("bn").get_weights()[0].astype(np.float64) / np.sqrt(
+        model.get_layer("bn").get_weights()[3].astype(np.float64) + 0.01)
+    analyzer = keras_xai.create_analyzer("deep_lift.rescale", model, dtype="float64")
+    step = next(s for s in analyzer._model.steps if s.kind == "batch_norm")
+    rng = np.random.default_rng(6)
+    x, x0 = rng.normal(size=(2, 2, 2, 3)), rng.normal(size=(2, 2, 2, 3))
+    m_pos, m_neg = rng.normal(size=x.shape), rng.normal(size=x.shape)
+
+    def t(v):
+        return tf.constant(v, tf.float64)
+    context = ReferenceContext([t(x0)], None, [None], None)
+    (got_pos, got_neg), = DeepLiftBatchNormRule(ablation)(step, [t(x)], None, (t(m_pos), t(m_neg)), context)
+    kp, kn = np.maximum(k, 0), np.minimum(k, 0)
+    if ablation:
+        expected = (kp * m_pos, kn * m_neg)
+    else:
+        expected = (kp * m_pos + kn * m_neg, kn * m_pos + kp * m_neg)
+    np.testing.assert_allclose(got_pos.numpy(), expected[0], rtol=1e-6)
+    np.testing.assert_allclose(got_neg.numpy(), expected[1], rtol=1e-6)
 
 
 # --- summation-to-delta ------------------------------------------------------------------------------
@@ -333,7 +370,7 @@ def test_summation_to_delta(summation_models, model_name, method):
                                rtol=1e-4, atol=1e-5)  # the float64 forward pass is the model's
     error = np.abs(contributions.reshape(3, -1).sum(axis=1) - delta).max() / np.abs(delta).max()
     if method == "deep_lift.ablation":
-        assert error > 1e-3, "dropping the cross terms of eq. 13 must break summation-to-delta"
+        assert error > 1e-3, "decoupling the chains of eq. 13 must break summation-to-delta"
     else:
         assert error <= 1e-5, f"{method} on {model_name}: summation-to-delta off by {error:.2e} (relative)"
 

@@ -7,12 +7,16 @@ against the numbers it wrote. The thresholds turning the paper's words into numb
 ``sanity.report`` (fixed before looking at results); here each claim is one test, plus direct
 checks of the JSON numbers behind it.
 
-Two claims of the paper do not reproduce on this net and are marked as expected failures
+Three claims of the paper do not reproduce on this net and are marked as expected failures
 (``strict``: if they start to hold, the test fails and the report and the README must say so):
 
 - LRP alpha1beta0's median CSC at conv1 exceeds 1 - 1e-6 on the CIFAR-10-trained net (fig. 6d);
   on the MNIST variant (one epoch, one input channel) it stays near 1 - 1e-4.
-- Deconv converges (>= 0.99) on the small net: here its median CSC at conv1 stays far below.
+- All modified-BP methods but LRP-z and DeepLIFT reach a median CSC of 0.99 (the paper's figure 6,
+  mostly VGG-16 and ResNet-50): on this 6-layer net Deconv (about 0.26), LRP alpha5beta4,
+  alpha2beta1, PatternAttribution, RectGrad and GuidedBP stay below 0.99 at conv1.
+- The patterns have one dominant direction (sigma1/sigma2 > 6; the paper measured VGG-16's
+  published patterns): the MNIST net's patterns, fitted on 2,000 images, have ratios of 1.3-2.3.
 """
 import json
 
@@ -80,18 +84,25 @@ def test_csc_gradient_lrp_z_and_deeplift_do_not_converge(claims, method):
     _assert_reproduced(_claim(claims, "CSC", f"{method} does not converge"))
 
 
-@pytest.mark.xfail(strict=True, reason="Deconv does not converge on the MNIST variant of the 6-layer net")
+@pytest.mark.xfail(strict=True, reason="on the MNIST variant of the 6-layer net Deconv, LRP-a2b1/a5b4, "
+                                       "PatternAttribution and others stay below 0.99 at conv1")
 def test_csc_all_other_modified_bp_methods_reach_0_99(claims):
     _assert_reproduced(_claim(claims, "CSC", "the other modified-BP methods converge"))
 
 
-def test_csc_modified_bp_methods_other_than_deconv_reach_0_99(results):
+def test_csc_fastest_converging_methods_beat_every_non_converging_one(results):
+    """What holds on the small net: the methods the paper finds fastest (LRP alpha1beta0, PatternNet,
+    the DeepLIFT ablation; also DTD and LRP-CMP alpha1beta0) end closer to rank 1 than any method
+    the paper finds non-converging, and the ablation's decoupled chains converge where DeepLIFT's
+    own coupled rule does not."""
     summary = _summary(results, "csc")
     top, first = summary["injection_layers"][0], summary["first_conv_layer"]
-    others = [m for m in summary["converging_methods"] if m in summary["medians"] and m != "Deconv"]
-    assert len(others) >= 8, others
-    low = {m: summary["medians"][m][top][first] for m in others if summary["medians"][m][top][first] < 0.99}
-    assert not low, low
+    medians = {m: summary["medians"][m][top][first] for m in summary["methods"]}
+    fastest = ["LRP-a1b0", "PatternNet", "DeepLIFT-ablation", "DTD", "LRP-CMP-a1b0"]
+    slowest = ["Gradient", "LRP-z", "DeepLIFT-Rescale", "DeepLIFT-RevealCancel"]
+    assert min(medians[m] for m in fastest) > max(medians[m] for m in slowest), medians
+    assert medians["DeepLIFT-ablation"] >= 0.98, medians
+    assert min(medians[m] for m in fastest) >= 0.98, medians
 
 
 # --- random logit (fig. 4) -----------------------------------------------------------------------
@@ -142,6 +153,10 @@ def test_simulation_alpha_beta_chains_converge_for_small_beta(claims):
 
 # --- PatternAttribution's singular values (fig. 3) -------------------------------------------------
 
-def test_pattern_svd_claims(claims):
-    for claim in [c for c in claims if c.experiment == "pattern-svd"]:
-        _assert_reproduced(claim)
+@pytest.mark.xfail(strict=True, reason="paper: VGG-16 patterns, sigma1/sigma2 > 6; MNIST appendix-D net: about 1.3-2.3")
+def test_pattern_svd_patterns_have_one_dominant_direction(claims):
+    _assert_reproduced(_claim(claims, "pattern-svd", "patterns A have one dominant direction"))
+
+
+def test_pattern_svd_hadamard_product_is_closer_to_rank_one_than_the_weights(claims):
+    _assert_reproduced(_claim(claims, "pattern-svd", "A (.) W has a larger sigma1/sigma2 than W"))
