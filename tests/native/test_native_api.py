@@ -23,7 +23,7 @@ def test_list_analyzers_has_every_method_with_family_and_engines():
     assert infos["lrp.epsilon"].family == "lrp" and infos["gradient"].family == "gradient"
     assert infos["deep_taylor.bounded"].family == "deep_taylor"
     assert all("native" in infos[name].engines and infos[name].description for name in ISSUE_METHODS)
-    assert infos["smoothgrad"].parameters == {"augment_by_n": 64, "noise_scale": 1.0, "seed": None}
+    assert infos["smoothgrad"].parameters == {"augment_by_n": 64, "noise_scale": 1.0, "seed": None, "postprocess": None}
     assert infos["integrated_gradients"].parameters["steps"] == 64
 
 
