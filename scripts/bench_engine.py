@@ -293,8 +293,7 @@ def print_table(rows, engines, startups, tape_first):
         checks = []
         if speed is not None:
             needed = FIRST_CALL_TARGETS[base]
-            checks.append(f"{TITLES[base]}:")
-            checks.append("speed ok" if speed <= 1 else "speed: SLOWER")
+            checks.append(f"vs {TITLES[base]}: " + ("speed ok" if speed <= 1 else "speed SLOWER"))
             checks.append("1st ok" if first_gain >= needed else f"1st <{needed}x")
         if "alpha" in row["method"] and versus_gradient is not None:
             checks.append("<=2.5 grad" if versus_gradient <= 2.5 else ">2.5 grad")
