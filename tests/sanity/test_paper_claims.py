@@ -60,7 +60,7 @@ def test_every_experiment_reports_its_claims(results, claims):
     assert {c.experiment for c in claims} == {"CSC", "random logit", "cascading", "simulation", "pattern-svd"}
     assert all(c.reproduced is not None for c in claims), [c.claim for c in claims if c.reproduced is None]
     text = (results / "report.md").read_text()
-    assert "claims reproduced" in text and text.count("\n| ") == len(claims) + 1  # header + one row each
+    assert "claims reproduced" in text and text.count("\n| ") == len(claims) + 2  # header, rule, one row each
 
 
 # --- CSC (fig. 6) --------------------------------------------------------------------------------
@@ -71,12 +71,13 @@ def test_csc_lrp_alpha1_beta0_exceeds_one_minus_1e6(claims):
 
 
 def test_csc_lrp_alpha1_beta0_converges_strongly(results):
-    """What does hold here: alpha1beta0 is the fastest-converging method, far above 0.999."""
+    """What does hold here: alpha1beta0 is far above 0.999 and among the three fastest-converging
+    methods (the paper: "LRP alpha1beta0, PatternNet, the ablation of DeepLIFT converges fastest")."""
     summary = _summary(results, "csc")
     top, first = summary["injection_layers"][0], summary["first_conv_layer"]
     medians = {m: summary["medians"][m][top][first] for m in summary["methods"]}
     assert medians["LRP-a1b0"] > 1 - 1e-3
-    assert medians["LRP-a1b0"] >= max(m for label, m in medians.items() if label != "LRP-a1b0") - 1e-6
+    assert "LRP-a1b0" in sorted(medians, key=medians.get, reverse=True)[:3], medians
 
 
 @pytest.mark.parametrize("method", ["Gradient", "LRP-z", "DeepLIFT-Rescale", "DeepLIFT-RevealCancel"])
