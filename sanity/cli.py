@@ -25,6 +25,8 @@ PAPER_NOTES = [
     "CSC medians and percentiles are read from per-image histograms of -log10(1 - |cos|) in steps of 0.02 "
     "(5% relative resolution in 1 - |cos|), which keeps results per image small and runs resumable.",
     "The simulation leaves out the diagonal (each vector with itself) that the authors' notebook averaged in.",
+    "DeepLIFT ablation: the decoupled chains of the paper's section 5 (positive multipliers only through W+, "
+    "negative ones only through W-, for every input of a linear layer).",
 ]
 
 
