@@ -26,6 +26,9 @@ import innvestigate.backend.checks as ichecks
 from innvestigate.analyzer.deeptaylor import DeepTaylor
 from innvestigate.analyzer.gradient_based import Gradient
 
+# The native RectGrad's percentile (tf.contrib's "nearest"), which builds graph-mode ops as well.
+from keras_xai.rect_grad import percentile_position, percentile_threshold  # noqa: F401
+
 
 # --- neuron selection ------------------------------------------------------------------------
 
@@ -204,23 +207,6 @@ def residual_mappings(analyzer, user_params: dict) -> None:
 
 # --- RectGrad ----------------------------------------------------------------------------------
 
-def percentile_position(units: int, percentile: float) -> int:
-    """Position, in the values sorted from high to low, of the ``percentile``-th percentile as
-    ``tf.contrib.distributions.percentile(..., interpolation="nearest")`` (Kim et al.'s code)
-    takes it: ``round((units - 1) * (1 - percentile / 100))`` in float64, half to even."""
-    return int(np.clip(np.round((units - 1) * (1.0 - percentile / 100.0)), 0, units - 1))
-
-
-def percentile_threshold(values, percentile: float):
-    """Per-sample ``percentile``-th percentile of ``values`` over all non-batch axes (see
-    :func:`percentile_position`), shaped to broadcast against ``values``."""
-    units = int(np.prod(values.shape.as_list()[1:]))
-    flat = tf.reshape(values, [-1, units])
-    # The (position + 1) largest values, sorted: the last one is the percentile.
-    largest = tf.math.top_k(flat, k=percentile_position(units, percentile) + 1, sorted=True).values
-    return tf.reshape(largest[:, -1], [-1] + [1] * (len(values.shape) - 1))
-
-
 def _pre_activation(output):
     """The ReLU's input inside a layer with a (fused or standalone) ReLU activation."""
     if output.op.type != "Relu":
@@ -235,7 +221,7 @@ class RectGrad(Gradient):
     At every layer with a ReLU, ``R_in = [a * R > tau] * R`` replaces the ReLU's derivative (as in
     the paper and the authors' ``nonlinearity_grad_override``), then the gradient of the layer's
     pre-activation is applied; ``tau`` is the per-sample ``percentile``-th percentile of ``a * R``
-    over the layer (see :func:`percentile_position`). With ``tau < 0`` (low percentiles) inactive
+    over the layer (see :func:`keras_xai.rect_grad.percentile_position`). With ``tau < 0`` (low percentiles) inactive
     units pass the signal.
 
     :param percentile: Percentile (0-100) of ``activation * gradient`` a unit must exceed.

@@ -14,6 +14,7 @@ import keras_xai
 import native_test_models
 
 from engine_test_models import float64_copy, images
+from numpy_deeplift import input_contributions
 
 TOLERANCE = 1e-4
 #: Summation-to-delta tolerance, relative to the float32 scale of the sum (measured errors: 1e-8 to
@@ -84,58 +85,6 @@ def test_summation_to_delta_on_the_appendix_d_net(cifar_logits):
     np.testing.assert_array_equal(relevances["input"], analyzer.analyze(x, neuron_selection=4))
 
 
-def _dense_deeplift_numpy(model, x, reference, unit, mode, ablation=False):
-    """DeepLIFT (Shrikumar et al. 2017) on Dense(relu) -> Dense, in NumPy float64, following the
-    deeplift package's rules, with positive and negative multipliers kept apart; the input's
-    contributions are ``m+ dx+ + m- dx-``. ``ablation``: the paper's ablation (eq. 13, decoupled
-    chains): every input of a linear layer, whatever the sign of its difference, gets
-    ``m_in+ = W+^T m_out+`` and ``m_in- = W-^T m_out-``."""
-    w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
-    x, reference = x.astype(np.float64), reference.astype(np.float64)
-    dx = x - reference
-    positive_w1, negative_w1 = np.maximum(w1, 0), np.minimum(w1, 0)
-    z, z_ref = x @ w1 + b1, reference @ w1 + b1
-    dz = z - z_ref
-    relu = lambda v: np.maximum(v, 0)  # noqa: E731
-    if mode == "rescale":
-        far = np.abs(dz) >= 1e-7
-        scale = np.where(far, (relu(z) - relu(z_ref)) / np.where(far, dz, 1), (z_ref > 0).astype(float))
-        scale_pos = scale_neg = scale
-    else:  # RevealCancel
-        dx_pos, dx_neg = dx * (dx > 0), dx * (dx < 0)
-        dz_pos = dx_pos @ positive_w1 + dx_neg @ negative_w1
-        dz_neg = dx_neg @ positive_w1 + dx_pos @ negative_w1
-
-        def pseudo(v):
-            small = np.abs(v) < 0.5e-7
-            return v + 1e-7 * (small & (v >= 0)) - 1e-7 * (small & (v < 0))
-        dz_pos, dz_neg = pseudo(dz_pos), pseudo(dz_neg)
-        dy_pos = 0.5 * (relu(z_ref + dz_pos) - relu(z_ref)) + 0.5 * (relu(z_ref + dz_neg + dz_pos) - relu(z_ref + dz_neg))
-        dy_neg = 0.5 * (relu(z_ref + dz_neg) - relu(z_ref)) + 0.5 * (relu(z_ref + dz_pos + dz_neg) - relu(z_ref + dz_pos))
-        scale_pos, scale_neg = dy_pos / dz_pos, dy_neg / dz_neg
-    # Multipliers of the hidden ReLU outputs from the output layer (one-hot at ``unit``).
-    h, h_ref = relu(z), relu(z_ref)
-    dh = h - h_ref
-    target = np.zeros((len(x), w2.shape[1]))
-    target[:, unit] = 1.0
-
-    def linear(d_in, weights, m_pos, m_neg):
-        """(m_in+, m_in-) of a linear layer's inputs."""
-        wp, wn = np.maximum(weights, 0).T, np.minimum(weights, 0).T
-        if ablation:
-            return m_pos @ wp, m_neg @ wn
-        # deeplift: one multiplier per input, chosen by the sign of its difference.
-        kept = m_pos @ wp + m_neg @ wn
-        crossed = m_pos @ wn + m_neg @ wp
-        m = (d_in > 0) * kept + (d_in < 0) * crossed + (d_in == 0) * 0.5 * ((m_pos + m_neg) @ weights.T)
-        return m, m
-
-    m_h_pos, m_h_neg = linear(dh, w2, target, target)
-    m_z_pos, m_z_neg = scale_pos * m_h_pos, scale_neg * m_h_neg
-    m_x_pos, m_x_neg = linear(dx, w1, m_z_pos, m_z_neg)
-    return m_x_pos * np.maximum(dx, 0) + m_x_neg * np.minimum(dx, 0)
-
-
 @pytest.mark.parametrize("method,mode,ablation", [
     ("deep_lift.rescale", "rescale", False),
     ("deep_lift.reveal_cancel", "reveal_cancel", False),
@@ -147,7 +96,7 @@ def test_matches_a_numpy_deeplift_on_a_dense_net(method, mode, ablation):
     reference = np.random.default_rng(4).normal(scale=0.3, size=(8,)).astype(np.float32)
     ours = keras_xai.create_analyzer(method, model, engine="deeplift", reference=reference).analyze(
         x, neuron_selection=3)
-    expected = _dense_deeplift_numpy(model, x, np.broadcast_to(reference, x.shape), 3, mode, ablation)
+    expected = input_contributions(model, x, np.broadcast_to(reference, x.shape), 3, mode, ablation)
     assert np.abs(expected).max() > 0
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
@@ -157,7 +106,7 @@ def test_ablation_rescale_mode_matches_numpy():
     x = np.random.default_rng(3).normal(size=(7, 8)).astype(np.float32)
     ours = keras_xai.create_analyzer("deep_lift.ablation", model, engine="deeplift",
                                      nonlinear_mode="rescale").analyze(x, neuron_selection=0)
-    expected = _dense_deeplift_numpy(model, x, np.zeros_like(x), 0, "rescale", ablation=True)
+    expected = input_contributions(model, x, np.zeros_like(x), 0, "rescale", ablation=True)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
@@ -182,7 +131,7 @@ def test_ablation_decouples_the_positive_and_negative_chains():
     m_neg = (s * np.minimum(w2[:, unit], 0)) @ np.minimum(w1, 0).T
     expected = m_pos * np.maximum(dx, 0) + m_neg * np.minimum(dx, 0)
     assert np.abs(m_neg * np.minimum(dx, 0)).max() > 0.1 * np.abs(expected).max()  # the W- chain matters
-    np.testing.assert_allclose(_dense_deeplift_numpy(model, x, np.broadcast_to(reference, x.shape), unit,
+    np.testing.assert_allclose(input_contributions(model, x, np.broadcast_to(reference, x.shape), unit,
                                                      "rescale", ablation=True), expected, rtol=1e-12, atol=1e-12)
     ours = keras_xai.create_analyzer("deep_lift.ablation", model, engine="deeplift", reference=reference,
                                      nonlinear_mode="rescale").analyze(x, neuron_selection=unit)

@@ -14,120 +14,15 @@ import tensorflow as tf
 from tensorflow import keras
 
 import keras_xai
-from keras_xai.deeplift import DeepLiftBatchNormRule, DeepLiftLinearRule, NEAR_ZERO
+from keras_xai.deeplift import DeepLiftBatchNormRule, DeepLiftLinearRule
 from keras_xai.engine import ReferenceContext
 from native_test_models import cifar_net_logits, randomize
+from numpy_deeplift import NumpyDeepLift, chain_weights, np_linear_rule
 
 L = keras.layers
 METHODS = ("deep_lift.rescale", "deep_lift.reveal_cancel", "deep_lift.ablation")
 MODES = {"deep_lift.rescale": ("rescale", False), "deep_lift.reveal_cancel": ("reveal_cancel", False),
          "deep_lift.ablation": ("reveal_cancel", True)}
-
-
-# --- NumPy DeepLIFT for Dense/ReLU chains -----------------------------------------------------------
-
-def np_split(d):
-    return d * (d > 0), d * (d < 0)
-
-
-def np_pseudocount(t):
-    small = np.abs(t) < 0.5 * NEAR_ZERO
-    return t + NEAR_ZERO * (small & (t >= 0)) - NEAR_ZERO * (small & (t < 0))
-
-
-def relu(v):
-    return np.maximum(v, 0)
-
-
-#: Activation -> (function, derivative) for the NumPy reference.
-ACTIVATIONS = {"relu": (relu, lambda v: (v > 0).astype(float)), "tanh": (np.tanh, lambda v: 1 - np.tanh(v) ** 2)}
-
-
-def np_linear_rule(W, difference, m_pos, m_neg, ablation):
-    """Eq. 13 for ``z = a W``: the (positive, negative) multipliers of each input. deeplift gives
-    both the same value, chosen by the sign of the input's difference from the reference; the
-    ablation decouples the chains: ``(W+ m+, W- m-)`` for every input."""
-    Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
-    if ablation:
-        return m_pos @ Wp.T, m_neg @ Wn.T
-    same = m_pos @ Wp.T + m_neg @ Wn.T
-    above, below, at = difference > 0, difference < 0, difference == 0
-    cross = m_pos @ Wn.T + m_neg @ Wp.T
-    both = above * same + below * cross + at * ((0.5 * (m_pos + m_neg)) @ W.T)
-    return both, both
-
-
-class NumpyDeepLift:
-    """DeepLIFT on ``Dense -> ReLU -> ... -> Dense`` in float64, stage by stage: stage 0 is the
-    input, then each Dense output and each ReLU output."""
-
-    def __init__(self, layers, mode, ablation, activation="relu"):
-        self.layers, self.mode, self.ablation = layers, mode, ablation
-        self.f, self.df = ACTIVATIONS[activation]
-
-    def forward(self, x, ref):
-        """Per stage: (activation, reference activation, positive, negative contributions)."""
-        stages = [(x, ref, *np_split(x - ref))]
-        a, a0 = x, ref
-        for i, (W, b) in enumerate(self.layers):
-            dp, dn = np_split(a - a0)
-            Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
-            z, z0 = a @ W + b, a0 @ W + b
-            cp, cn = dp @ Wp + dn @ Wn, dn @ Wp + dp @ Wn
-            stages.append((z, z0, cp, cn))
-            if i == len(self.layers) - 1:
-                break
-            f = self.f
-            a, a0 = f(z), f(z0)
-            if self.mode == "rescale":
-                factor = self.rescale_factor(z, z0)
-                stages.append((a, a0, cp * factor, cn * factor))
-            else:
-                p, n = np_pseudocount(cp), np_pseudocount(cn)
-                new_p = 0.5 * ((f(z0 + p) - f(z0)) + (f(z0 + n + p) - f(z0 + n)))
-                new_n = 0.5 * ((f(z0 + n) - f(z0)) + (f(z0 + p + n) - f(z0 + p)))
-                stages.append((a, a0, new_p, new_n))
-        return stages
-
-    def rescale_factor(self, z, z0):
-        """dy/dz, or the derivative at the reference where |dz| < 1e-7 (deeplift takes the derivative
-        at the reference *output* for sigmoid/tanh, a slip we do not copy)."""
-        dz = z - z0
-        near = np.abs(dz) < NEAR_ZERO
-        return np.where(near, self.df(z0), (self.f(z) - self.f(z0)) / np.where(near, 1.0, dz))
-
-    def backward(self, stages, start, vector):
-        """Multiplier pairs at every stage at or below ``start`` (both set to ``vector`` there)."""
-        m_pos = m_neg = vector
-        pairs = {start: (m_pos, m_neg)}
-        for s in range(start, 0, -1):
-            if s % 2 == 1:  # a Dense output
-                W = self.layers[s // 2][0]
-                below = stages[s - 1]
-                m_pos, m_neg = np_linear_rule(W, below[0] - below[1], m_pos, m_neg, self.ablation)
-            elif self.mode == "rescale":
-                z, z0 = stages[s - 1][:2]
-                factor = self.rescale_factor(z, z0)
-                m_pos, m_neg = factor * m_pos, factor * m_neg
-            else:
-                cp_in, cn_in = stages[s - 1][2:]
-                cp_out, cn_out = stages[s][2:]
-                m_pos, m_neg = cp_out / np_pseudocount(cp_in) * m_pos, cn_out / np_pseudocount(cn_in) * m_neg
-            pairs[s - 1] = (m_pos, m_neg)
-        return pairs
-
-    @staticmethod
-    def reported(stages, pairs):
-        """Stage -> multiplier of the stage's difference (input: its contributions)."""
-        out = {}
-        for s, (m_pos, m_neg) in pairs.items():
-            a, a0, cp, cn = stages[s]
-            d = a - a0
-            if s == 0:
-                out[s] = m_pos * cp + m_neg * cn
-            else:
-                out[s] = np.where(d > 0, m_pos, np.where(d < 0, m_neg, 0.5 * (m_pos + m_neg)))
-        return out
 
 
 STAGE_NAMES = ["input", "fc1", "relu1", "fc2", "relu2", "fc3"]
@@ -146,11 +41,6 @@ def dense_chain(seed, activation="relu"):
         bias = model.get_layer("fc1").bias
         bias.assign(np.r_[np.full(2, -20.0), bias.numpy()[2:]].astype(np.float32))
     return model
-
-
-def chain_weights(model):
-    return [(l.kernel.numpy().astype(np.float64), l.bias.numpy().astype(np.float64))
-            for l in model.layers if isinstance(l, L.Dense)]
 
 
 def chain_inputs(seed, references):
