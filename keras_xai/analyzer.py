@@ -136,7 +136,8 @@ class NativeAnalyzer:
                 break
             repeated = np.concatenate([per_sample] * len(block))
             results = compiled(np.concatenate(block), repeated)
-            sums = [r.reshape(len(block), len(x), *r.shape[1:]).sum(axis=0) for r in self._postprocessed(results)]
+            # Rows are block-major; a block has len(x) * k rows when k vectors per sample are injected.
+            sums = [r.reshape(len(block), -1, *r.shape[1:]).sum(axis=0) for r in self._postprocessed(results)]
             totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
         return [t / augmentation.count for t in totals]
 
@@ -199,18 +200,20 @@ class NativeAnalyzer:
         x : array (batch, *input_shape)
         layer : str or keras.layers.Layer
             Where to inject (see :attr:`layer_names`).
-        relevance : array (batch, *layer_output_shape) or (batch, n_units)
-            One vector per sample.
+        relevance : array (batch * k, *layer_output_shape) or (batch * k, n_units)
+            One vector per sample (k = 1) or k per sample, sample-major: rows ``i*k .. i*k + k - 1``
+            belong to sample ``i`` (the forward pass then runs once per sample, not once per vector).
 
         Returns
         -------
         dict
-            Layer name -> quantity at its output, for ``layer`` and every layer below it. For the
-            gradient this is the vector-Jacobian product of ``layer``'s output with ``relevance``.
+            Layer name -> quantity at its output (``batch * k`` rows, in the order of ``relevance``),
+            for ``layer`` and every layer below it. For the gradient this is the vector-Jacobian
+            product of ``layer``'s output with ``relevance``.
         """
         x = self._input(x)
         start = self._step_index(layer)
         shape = self._model.steps[start].output_shape
-        relevance = check_injected(relevance, shape, self.dtype, len(x))
+        relevance, per_sample = check_injected(relevance, shape, self.dtype, len(x))
         values = self._run(lambda a, r: self._engine.inject(a, start, r), x, relevance)
-        return self._named(self._engine.reported_steps(start), values, x)
+        return self._named(self._engine.reported_steps(start), values, np.repeat(x, per_sample, axis=0))

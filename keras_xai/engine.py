@@ -325,10 +325,17 @@ class Engine:
             return self._tf_function(relevances, *self._signature(self._selection_spec))
         return self._call("all", build, x, selection)
 
+    @staticmethod
+    def _repeat_per_sample_reference(reference, sample_of_row):
+        """The reference batch for the rows ``sample_of_row`` (a shared one stays batch 1)."""
+        return tf.cond(tf.shape(reference)[0] > 1, lambda: tf.gather(reference, sample_of_row),
+                       lambda: reference)
+
     def inject(self, x, start: int, relevance) -> tuple:
         """Replace the relevance at step ``start``'s output by ``relevance`` and propagate down.
 
-        Returns the relevance at every reported step ``start`` depends on
+        ``relevance`` holds one vector per sample of ``x`` or ``k`` per sample (sample-major rows);
+        the result has its rows. Returns the relevance at every reported step ``start`` depends on
         (order of ``reported_steps(start)``).
         """
         def build():
@@ -339,7 +346,17 @@ class Engine:
 
             def inject(*arguments):
                 x, reference, (relevance,) = self._split_arguments(arguments, with_reference)
-                activations, extra = self._pass_inputs(x, needed, reference)
+                # Row r of the relevance belongs to sample r // k (tf.gather: cheaper to trace than tf.repeat).
+                sample_of_row = tf.range(tf.shape(relevance)[0]) // (tf.shape(relevance)[0] // tf.shape(x)[0])
+                if with_reference:
+                    # Reference states mix per-sample and shared (batch 1) tensors: repeat the inputs.
+                    x = tf.gather(x, sample_of_row)
+                    reference = self._repeat_per_sample_reference(reference, sample_of_row)
+                    activations, extra = self._pass_inputs(x, needed, reference)
+                else:
+                    # One forward pass per sample, its activations repeated for the sample's vectors.
+                    activations, extra = self._pass_inputs(x, needed, reference)
+                    activations = {i: tf.gather(a, sample_of_row) for i, a in activations.items()}
                 reached = self._backward(activations, start, relevance, extra)
                 return self._reported(activations, reached, candidates, extra)
             return self._tf_function(inject, *self._signature(spec))

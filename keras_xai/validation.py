@@ -105,18 +105,26 @@ def layer_name(layer, known, model_name: str) -> str:
     return name
 
 
-def check_injected(relevance, shape: tuple, dtype: tf.DType, batch_size: int) -> np.ndarray:
+def check_injected(relevance, shape: tuple, dtype: tf.DType, batch_size: int) -> tuple:
     """A batch of vectors to inject at a layer with output shape ``shape`` (``propagate_from``).
 
-    Accepts one vector per sample shaped like the layer's output or flattened to ``(batch, units)``.
+    Accepts vectors shaped like the layer's output or flattened to ``(rows, units)``: one per sample
+    (``rows == batch_size``) or ``k`` per sample (``rows == k * batch_size``, those of sample ``i`` in
+    rows ``i*k .. i*k + k - 1``).
+
+    Returns
+    -------
+    (relevance, k)
     """
     relevance = np.asarray(relevance.numpy() if hasattr(relevance, "numpy") else relevance)
     if relevance.ndim == 2 and len(shape) > 2 and relevance.shape[1] == int(np.prod(shape[1:])):
         relevance = relevance.reshape(len(relevance), *shape[1:])
     relevance = check_batch(relevance, shape, dtype, "relevance")
-    if len(relevance) != batch_size:
-        raise ValueError(f"relevance has {len(relevance)} samples but x has {batch_size}")
-    return relevance
+    if len(relevance) % batch_size:
+        raise ValueError(f"relevance has {len(relevance)} vectors but x has {batch_size} samples: give one "
+                         f"vector per sample or the same number k per sample ({batch_size} * k rows, "
+                         "sample-major)")
+    return relevance, len(relevance) // batch_size
 
 
 def output_units(output_shape: tuple, model_name: str) -> int:

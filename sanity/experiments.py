@@ -331,20 +331,18 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                 vectors[name].append(rng.standard_normal((n_vectors, *shapes[name])).astype(np.float32))
         fine = np.zeros((len(positions), len(specs), len(injection_layers), len(layers), n_fine), np.int64)
         coarse = np.zeros((len(positions), len(specs), len(injection_layers), len(layers), n_coarse), np.int64)
-        repeated = np.repeat(x, n_vectors, axis=0)
         for m, spec in enumerate(specs):
             analyzer = pool.get(spec)
             for k, name in enumerate(injection_layers):
                 injected = np.concatenate(vectors[name])  # (images * vectors, *shape), image-major
-                paths = analyzer.propagate_from(repeated, name, injected)
+                paths = analyzer.propagate_from(x, name, injected)  # n_vectors per image
                 for layer_name, values in paths.items():
                     values = np.asarray(values)
                     channels[layer_name] = _layer_vector_size(values.shape[1:])
                     per_image = values.reshape(len(positions), n_vectors, *values.shape[1:])
                     cosines = csc.pairwise_abs_cosine(per_image)
                     l = layers.index(layer_name)
-                    for row in range(len(positions)):
-                        fine[row, m, k, l], coarse[row, m, k, l] = csc.histograms(cosines[row])
+                    fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(cosines)
         return [{"fine": fine[row], "coarse": coarse[row]} for row in range(len(positions))]
 
     stored = _run(results, inputs, chunk_size, compute, progress, "cosine similarity convergence")

@@ -303,7 +303,8 @@ class WorkerAnalyzer:
         name = layer_name(layer, self.layer_names, self.model.name)
         if name == self._input_name:
             raise ValueError(f"cannot inject at the model input {name!r}; choose a layer above it")
-        relevance = check_injected(relevance, self._output_shapes[name], self.dtype, len(x))
+        relevance, per_sample = check_injected(relevance, self._output_shapes[name], self.dtype, len(x))
+        x = np.repeat(x, per_sample, axis=0)  # the worker takes one vector per sample
         reply, arrays = self._call(dict(fields, op="inject", layer=name), {"x": x, "relevance": relevance})
         return self._named(reply, arrays)
 

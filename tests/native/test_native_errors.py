@@ -135,5 +135,5 @@ def test_propagate_from_bad_layer_and_shapes(analyzer):
         analyzer.propagate_from(_x(), "conv9", np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"relevance has shape \(2, 4\)"):
         analyzer.propagate_from(_x(), "fc", np.zeros((2, 4)))
-    with pytest.raises(ValueError, match=r"relevance has 3 samples but x has 2"):
+    with pytest.raises(ValueError, match=r"relevance has 3 vectors but x has 2 samples: give one vector per sample or the same number k"):
         analyzer.propagate_from(_x(), "fc", np.zeros((3, 3)))

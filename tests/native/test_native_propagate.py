@@ -5,7 +5,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 import keras_xai
-from native_test_models import TINY_MODELS, cifar_net_logits
+from native_test_models import TINY_MODELS, cifar_net_logits, params_for
 
 
 def tape_vjp(model, layer_name, x, v):
@@ -147,3 +147,49 @@ def test_shared_layer_and_shared_input():
     np.testing.assert_allclose(propagated["input"], expected, atol=1e-6)
     lrp = keras_xai.create_analyzer("lrp.z", model, dtype="float64")
     assert np.isfinite(lrp.analyze(x)).all()
+
+
+#: Every native method whose result does not depend on random draws (SmoothGrad draws noise per row).
+DETERMINISTIC_NATIVE = [info.name for info in keras_xai.list_analyzers()
+                        if "native" in info.engines and info.name != "smoothgrad"]
+
+
+@pytest.mark.parametrize("method", DETERMINISTIC_NATIVE)
+@pytest.mark.parametrize("model_name, layer", [("residual", "concat"), ("batchnorm", None)])
+def test_k_vectors_per_sample_equal_the_repeated_batch(method, model_name, layer):
+    """propagate_from with k vectors per sample (one forward pass per sample) gives what repeating
+    every sample k times gives, row for row, at every layer."""
+    model = TINY_MODELS[model_name]()
+    layer = layer or model.layers[-1].name
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, *model.input_shape[1:])).astype(np.float32)
+    params = params_for(method)
+    if method.startswith("deep_lift"):
+        params["reference"] = rng.normal(size=x.shape).astype(np.float32)  # one reference per sample
+    analyzer = keras_xai.create_analyzer(method, model, dtype="float64", **params)
+    if method.startswith("pattern"):
+        analyzer.fit(rng.normal(size=(16, *model.input_shape[1:])))
+    k = 4
+    v = rng.normal(size=(3 * k, *model.get_layer(layer).output_shape[1:]))
+    grouped = analyzer.propagate_from(x, layer, v)
+    if method.startswith("deep_lift"):  # the repeated batch needs the repeated references
+        analyzer = keras_xai.create_analyzer(method, model, dtype="float64",
+                                             **dict(params, reference=np.repeat(params["reference"], k, axis=0)))
+    repeated = analyzer.propagate_from(np.repeat(x, k, axis=0), layer, v)
+    assert set(grouped) == set(repeated)
+    for name, values in repeated.items():
+        assert grouped[name].shape == values.shape
+        np.testing.assert_allclose(grouped[name], values, rtol=1e-10, atol=1e-12 * np.abs(values).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("method", ["deep_lift.rescale", "deep_lift.reveal_cancel", "deep_lift.ablation"])
+def test_k_vectors_per_sample_with_a_shared_reference(method):
+    model = TINY_MODELS["residual"]()
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, *model.input_shape[1:]))
+    analyzer = keras_xai.create_analyzer(method, model, dtype="float64", reference=0.5)
+    v = rng.normal(size=(6, *model.output_shape[1:]))
+    grouped = analyzer.propagate_from(x, model.layers[-1].name, v)
+    repeated = analyzer.propagate_from(np.repeat(x, 3, axis=0), model.layers[-1].name, v)
+    for name, values in repeated.items():
+        np.testing.assert_allclose(grouped[name], values, rtol=1e-10, atol=1e-12 * np.abs(values).max(), err_msg=name)

@@ -87,3 +87,22 @@ def test_fully_converged_values_land_in_the_last_bin():
     fine, coarse = csc.histograms(np.array([1.0, 1.0 - 1e-17, -1.0]))
     assert fine[-1] == 3 and coarse[-1] == 3
     assert csc.quantile_from_histogram(fine, 0.5) == pytest.approx(1.0)
+
+
+def test_row_histograms_equal_numpy_histogram_per_row():
+    rng = np.random.default_rng(1)
+    values = 1 - 10.0 ** -rng.uniform(0, 17, size=(6, 40, 25))
+    values[0, :5, 0] = rng.random(5)
+    values[1, :4, 0] = [0.0, 1.0, -1.0, 0.5]  # bin edges and the closed last bin
+    values[2, :3, 1] = np.nan
+    values[3] = np.nan  # a row without any finite value
+    # values exactly on fine edges: 1 - 10**-t for t on the grid
+    values[4, :10, 2] = 1 - 10.0 ** -csc.FINE_EDGES[::80][:10]
+    fine, coarse = csc.row_histograms(values)
+    for row in range(len(values)):
+        kept = values[row][~np.isnan(values[row])]
+        expected_fine, _ = np.histogram(csc.dissimilarity(kept), bins=csc.FINE_EDGES)
+        expected_coarse, _ = np.histogram(np.clip(np.abs(kept), 0, 1), bins=csc.HISTOGRAM_BINS)
+        np.testing.assert_array_equal(fine[row], expected_fine)
+        np.testing.assert_array_equal(coarse[row], expected_coarse)
+    assert fine[3].sum() == 0 and fine[0].sum() == 40 * 25
