@@ -16,7 +16,7 @@ from keras_xai.engine import Engine
 from keras_xai.graph import read_model
 from keras_xai.rules import GradientRule
 from keras_xai.validation import (
-    check_batch, check_injected, compute_dtype, layer_name, neuron_indices, output_units,
+    check_batch, check_injected, compute_dtype, injections, neuron_indices, output_units,
 )
 
 #: Images per compiled call when a method averages over augmented copies of the batch.
@@ -114,19 +114,24 @@ class NativeAnalyzer:
             indices = np.where(indices < 0, maximal, indices)
         return indices
 
-    def _postprocessed(self, results) -> list:
-        """``results`` as NumPy, the input's entry (always the first: steps are in forward order)
-        postprocessed as the recipe asks."""
+    def _postprocessed(self, results, input_positions=(0,)) -> list:
+        """``results`` as NumPy, the input's entries (at ``input_positions``) postprocessed as the
+        recipe asks."""
         arrays = [r.numpy() for r in results]
         if self._recipe.postprocess is not None:
-            arrays[0] = POSTPROCESS_FUNCTIONS[self._recipe.postprocess](arrays[0])
+            for position in input_positions:
+                arrays[position] = POSTPROCESS_FUNCTIONS[self._recipe.postprocess](arrays[position])
         return arrays
 
-    def _run(self, compiled, x, per_sample) -> list:
-        """``compiled(x, per_sample)`` as NumPy, averaged over the augmentation if there is one."""
+    def _run(self, compiled, x, *per_sample, input_positions=(0,)) -> list:
+        """``compiled(x, *per_sample)`` as NumPy, averaged over the augmentation if there is one.
+
+        ``per_sample`` arrays have one row per sample of ``x`` or ``k`` rows per sample
+        (sample-major); ``input_positions`` are the results that are the model input's entry.
+        """
         augmentation = self._recipe.augmentation
         if augmentation is None:
-            return self._postprocessed(compiled(x, per_sample))
+            return self._postprocessed(compiled(x, *per_sample), input_positions)
         copies = augmentation.copies(x)
         group = max(1, IMAGES_PER_AUGMENTED_CALL // len(x))
         totals = None
@@ -134,10 +139,10 @@ class NativeAnalyzer:
             block = list(islice(copies, group))
             if not block:
                 break
-            repeated = np.concatenate([per_sample] * len(block))
-            results = compiled(np.concatenate(block), repeated)
+            repeated = [np.concatenate([array] * len(block)) for array in per_sample]
+            results = self._postprocessed(compiled(np.concatenate(block), *repeated), input_positions)
             # Rows are block-major; a block has len(x) * k rows when k vectors per sample are injected.
-            sums = [r.reshape(len(block), -1, *r.shape[1:]).sum(axis=0) for r in self._postprocessed(results)]
+            sums = [r.reshape(len(block), -1, *r.shape[1:]).sum(axis=0) for r in results]
             totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
         return [t / augmentation.count for t in totals]
 
@@ -156,9 +161,6 @@ class NativeAnalyzer:
             if alias not in named and index in indices:
                 named[alias] = named[self._model.steps[index].name]
         return named
-
-    def _step_index(self, layer) -> int:
-        return self._model.layer_steps[layer_name(layer, self.layer_names, self.model.name)]
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -211,9 +213,40 @@ class NativeAnalyzer:
             for ``layer`` and every layer below it. For the gradient this is the vector-Jacobian
             product of ``layer``'s output with ``relevance``.
         """
+        (result,) = self.propagate_from_layers(x, {layer: relevance}).values()
+        return result
+
+    def propagate_from_layers(self, x, relevances: dict) -> dict:
+        """:meth:`propagate_from` at several layers, each injection on its own, in one compiled call
+        (one forward pass and one trace serve them all: the CSC protocol's injections).
+
+        Parameters
+        ----------
+        x : array (batch, *input_shape)
+        relevances : dict
+            Layer (name or keras layer) -> the vectors to inject there, as for :meth:`propagate_from`
+            (the number k of vectors per sample may differ between layers).
+
+        Returns
+        -------
+        dict
+            Layer name -> what :meth:`propagate_from` returns for that injection.
+        """
         x = self._input(x)
-        start = self._step_index(layer)
-        shape = self._model.steps[start].output_shape
-        relevance, per_sample = check_injected(relevance, shape, self.dtype, len(x))
-        values = self._run(lambda a, r: self._engine.inject(a, start, r), x, relevance)
-        return self._named(self._engine.reported_steps(start), values, np.repeat(x, per_sample, axis=0))
+        names, starts, injected, per_sample = self._injections(relevances, len(x))
+        groups = [self._engine.reported_steps(start) for start in starts]
+        offsets = np.cumsum([0, *map(len, groups)])
+        # Reported steps are in forward order: each group's first entry is the model input's.
+        values = self._run(lambda a, *r: self._engine.inject_many(a, starts, r), x, *injected,
+                           input_positions=tuple(offsets[:-1]))
+        return {name: self._named(steps, values[begin:end], np.repeat(x, k, axis=0))
+                for name, steps, begin, end, k in zip(names, groups, offsets[:-1], offsets[1:], per_sample)}
+
+    def _injections(self, relevances, batch_size) -> tuple:
+        """(layer names, step indices, checked vectors, vectors per sample) of a ``relevances`` dict."""
+        names, starts, injected, per_sample = [], [], [], []
+        for name, relevance in injections(relevances, self.layer_names, self.model.name):
+            start = self._model.layer_steps[name]
+            checked, k = check_injected(relevance, self._model.steps[start].output_shape, self.dtype, batch_size)
+            names.append(name), starts.append(start), injected.append(checked), per_sample.append(k)
+        return names, starts, injected, per_sample

@@ -338,26 +338,37 @@ class Engine:
         the result has its rows. Returns the relevance at every reported step ``start`` depends on
         (order of ``reported_steps(start)``).
         """
+        return self.inject_many(x, (start,), (relevance,))
+
+    def inject_many(self, x, starts: Sequence[int], relevances: Sequence) -> tuple:
+        """:meth:`inject` at several steps in one compiled call: one forward pass serves every
+        injection, one trace every later call with the same steps. Returns the results of the
+        injections one after the other (``reported_steps(start)`` each)."""
+        starts = tuple(int(s) for s in starts)
+
         def build():
-            needed = self._ancestors(start)
-            candidates = self.reported_steps(start)
-            spec = tf.TensorSpec([None, *self._steps[start].output_shape[1:]], self.dtype)
+            needed = set().union(*(self._ancestors(s) for s in starts))
+            candidates = [self.reported_steps(s) for s in starts]
+            specs = [tf.TensorSpec([None, *self._steps[s].output_shape[1:]], self.dtype) for s in starts]
             with_reference = self._reference_pass is not None
 
             def inject(*arguments):
-                x, reference, (relevance,) = self._split_arguments(arguments, with_reference)
-                # Row r of the relevance belongs to sample r // k (tf.gather: cheaper to trace than tf.repeat).
-                sample_of_row = tf.range(tf.shape(relevance)[0]) // (tf.shape(relevance)[0] // tf.shape(x)[0])
-                if with_reference:
-                    # Reference states mix per-sample and shared (batch 1) tensors: repeat the inputs.
-                    x = tf.gather(x, sample_of_row)
-                    reference = self._repeat_per_sample_reference(reference, sample_of_row)
-                    activations, extra = self._pass_inputs(x, needed, reference)
-                else:
-                    # One forward pass per sample, its activations repeated for the sample's vectors.
-                    activations, extra = self._pass_inputs(x, needed, reference)
-                    activations = {i: tf.gather(a, sample_of_row) for i, a in activations.items()}
-                reached = self._backward(activations, start, relevance, extra)
-                return self._reported(activations, reached, candidates, extra)
-            return self._tf_function(inject, *self._signature(spec))
-        return self._call(("inject", start), build, x, relevance)
+                x, reference, relevances = self._split_arguments(arguments, with_reference)
+                shared = None if with_reference else self._pass_inputs(x, needed, reference)[0]
+                reported = []
+                for start, relevance, steps in zip(starts, relevances, candidates):
+                    # Row r of the relevance belongs to sample r // k (tf.gather: cheaper to trace than tf.repeat).
+                    sample_of_row = tf.range(tf.shape(relevance)[0]) // (tf.shape(relevance)[0] // tf.shape(x)[0])
+                    if with_reference:
+                        # Reference states mix per-sample and shared (batch 1) tensors: repeat the inputs.
+                        activations, extra = self._pass_inputs(
+                            tf.gather(x, sample_of_row), needed,
+                            self._repeat_per_sample_reference(reference, sample_of_row))
+                    else:
+                        # One forward pass per sample, its activations repeated for the sample's vectors.
+                        activations, extra = {i: tf.gather(a, sample_of_row) for i, a in shared.items()}, None
+                    reached = self._backward(activations, start, relevance, extra)
+                    reported.extend(self._reported(activations, reached, steps, extra))
+                return tuple(reported)
+            return self._tf_function(inject, *self._signature(*specs))
+        return self._call(("inject", starts), build, x, *relevances)

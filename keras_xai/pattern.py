@@ -497,13 +497,13 @@ class PatternAnalyzer(NativeAnalyzer):
         self._require_patterns()
         return super().relevances(x, neuron_selection)
 
-    def propagate_from(self, x, layer, relevance) -> dict:
-        self._require_patterns()
-        return super().propagate_from(x, layer, relevance)
+    def propagate_from_layers(self, x, relevances: dict) -> dict:
+        self._require_patterns()  # propagate_from goes through here too
+        return super().propagate_from_layers(x, relevances)
 
     analyze.__doc__ = NativeAnalyzer.analyze.__doc__
     relevances.__doc__ = NativeAnalyzer.relevances.__doc__
-    propagate_from.__doc__ = NativeAnalyzer.propagate_from.__doc__
+    propagate_from_layers.__doc__ = NativeAnalyzer.propagate_from_layers.__doc__
 
 
 @register("pattern.net", "pattern", reduction="sum", analyzer_class=PatternAnalyzer)

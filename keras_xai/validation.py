@@ -105,6 +105,18 @@ def layer_name(layer, known, model_name: str) -> str:
     return name
 
 
+def injections(relevances, known, model_name: str) -> list:
+    """``[(layer name, vectors), ...]`` of a ``propagate_from_layers`` dict, layer names checked."""
+    if not isinstance(relevances, dict) or not relevances:
+        raise ValueError("relevances must be a non-empty dict: layer name -> vectors to inject there")
+    named = [(layer_name(layer, known, model_name), relevance) for layer, relevance in relevances.items()]
+    names = [name for name, _ in named]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"layer(s) {twice} given twice in relevances")
+    return named
+
+
 def check_injected(relevance, shape: tuple, dtype: tf.DType, batch_size: int) -> tuple:
     """A batch of vectors to inject at a layer with output shape ``shape`` (``propagate_from``).
 

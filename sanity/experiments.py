@@ -331,12 +331,15 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                 vectors[name].append(rng.standard_normal((n_vectors, *shapes[name])).astype(np.float32))
         fine = np.zeros((len(positions), len(specs), len(injection_layers), len(layers), n_fine), np.int64)
         coarse = np.zeros((len(positions), len(specs), len(injection_layers), len(layers), n_coarse), np.int64)
+        # (images * vectors, *shape), image-major: n_vectors per image
+        injected = {name: np.concatenate(vectors[name]) for name in injection_layers}
+        groups = _injection_groups(model, layers, injection_layers, len(positions) * n_vectors)
         for m, spec in enumerate(specs):
-            analyzer = pool.get(spec)
+            propagated = {}
+            for group in groups:  # one call (one forward pass, one trace) for a whole group
+                propagated.update(pool.get(spec).propagate_from_layers(x, {name: injected[name] for name in group}))
             for k, name in enumerate(injection_layers):
-                injected = np.concatenate(vectors[name])  # (images * vectors, *shape), image-major
-                paths = analyzer.propagate_from(x, name, injected)  # n_vectors per image
-                for layer_name, values in paths.items():
+                for layer_name, values in propagated[name].items():
                     values = np.asarray(values)
                     channels[layer_name] = _layer_vector_size(values.shape[1:])
                     per_image = values.reshape(len(positions), n_vectors, *values.shape[1:])
@@ -351,6 +354,28 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
     return CSCResult([s.label for s in specs], injection_layers, layers,
                      np.sum([r["fine"] for r in stored], axis=0), np.sum([r["coarse"] for r in stored], axis=0),
                      channels, len(stored))
+
+
+#: Most bytes the propagated vectors of one call may take (float32): injections are grouped under it.
+INJECTION_GROUP_BYTES = 1 << 30
+
+
+def _injection_groups(model: keras.Model, layers: list, injection_layers: list, rows: int) -> list:
+    """Injection layers in consecutive groups whose results (``rows`` vectors at every layer below
+    each injection) fit :data:`INJECTION_GROUP_BYTES`: all of them for small nets, one at a time for
+    VGG-16-sized feature maps."""
+    sizes = [int(np.prod(_output_shape(model, name))) for name in layers]
+    groups, used = [], 0
+    for name in injection_layers:
+        below = layers.index(name) + 1 if name in layers else len(layers)
+        needed = 4 * rows * sum(sizes[:below])
+        if groups and used + needed <= INJECTION_GROUP_BYTES:
+            groups[-1].append(name)
+            used += needed
+        else:
+            groups.append([name])
+            used = needed
+    return groups
 
 
 def _output_shape(model: keras.Model, name: str) -> tuple:

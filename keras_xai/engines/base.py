@@ -21,7 +21,9 @@ from tensorflow import keras
 from keras_xai.analyzer import NativeAnalyzer
 from keras_xai.canonize import ends_in_softmax
 from keras_xai.engines.worker import Worker, get_worker, remove_file
-from keras_xai.validation import check_batch, check_injected, compute_dtype, layer_name, neuron_indices, output_units
+from keras_xai.validation import (
+    check_batch, check_injected, compute_dtype, injections, layer_name, neuron_indices, output_units,
+)
 
 
 class WeightWatch:
@@ -307,6 +309,11 @@ class WorkerAnalyzer:
         x = np.repeat(x, per_sample, axis=0)  # the worker takes one vector per sample
         reply, arrays = self._call(dict(fields, op="inject", layer=name), {"x": x, "relevance": relevance})
         return self._named(reply, arrays)
+
+    def propagate_from_layers(self, x, relevances: dict) -> dict:
+        """:meth:`propagate_from` at every layer of ``relevances`` (layer -> vectors), one request each."""
+        return {name: self.propagate_from(x, name, relevance)
+                for name, relevance in injections(relevances, self.layer_names, self.model.name)}
 
     propagate_from.__doc__ = NativeAnalyzer.propagate_from.__doc__
 

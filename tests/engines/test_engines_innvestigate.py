@@ -161,6 +161,19 @@ def test_propagate_from_gradient_is_the_vector_jacobian_product(nets):
     assert relative_error(theirs["input"], expected) <= TOLERANCE
 
 
+def test_propagate_from_layers_with_k_vectors_per_sample_matches_native(nets):
+    model, x = nets["cifar"]
+    rng = np.random.default_rng(12)
+    injected = {"fc6": rng.normal(size=(3 * len(x), 10)).astype(np.float32),
+                "conv4": rng.normal(size=(2 * len(x), *model.get_layer("conv4").output.shape[1:])).astype(np.float32)}
+    native = keras_xai.create_analyzer("gradient", model).propagate_from_layers(x, injected)
+    theirs = keras_xai.create_analyzer("gradient", model, engine="innvestigate").propagate_from_layers(x, injected)
+    assert list(theirs) == ["fc6", "conv4"]
+    for layer, vectors in injected.items():
+        assert theirs[layer]["input"].shape == (len(vectors), *x.shape[1:])
+        assert relative_error(native[layer]["input"], theirs[layer]["input"]) <= TOLERANCE, layer
+
+
 def _rect_grad_numpy(model, x, unit, percentile):
     """RectGrad on the native tests' dense net (fc1 with ReLU, fc2), in NumPy float64, as Kim et
     al.'s code computes it: tf.contrib's "nearest" percentile (values sorted high to low, the one at

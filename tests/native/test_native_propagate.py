@@ -193,3 +193,37 @@ def test_k_vectors_per_sample_with_a_shared_reference(method):
     repeated = analyzer.propagate_from(np.repeat(x, 3, axis=0), model.layers[-1].name, v)
     for name, values in repeated.items():
         np.testing.assert_allclose(grouped[name], values, rtol=1e-10, atol=1e-12 * np.abs(values).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("method", ["gradient", "lrp.alpha_1_beta_0", "deep_lift.rescale", "integrated_gradients",
+                                    "input_t_gradient"])
+def test_propagate_from_layers_equals_one_propagate_from_per_layer(cifar, method):
+    model, x = cifar
+    params = {"steps": 3} if method == "integrated_gradients" else {}
+    if method == "input_t_gradient":
+        params["postprocess"] = "square"  # applied to every injection's input entry
+    analyzer = keras_xai.create_analyzer(method, model, dtype="float64", **params)
+    rng = np.random.default_rng(5)
+    injected = {"fc6": rng.normal(size=(2, 10)),  # one vector per sample here, three there
+                model.get_layer("conv3"): rng.normal(size=(6, *model.get_layer("conv3").output_shape[1:]))}
+    together = analyzer.propagate_from_layers(x, injected)
+    assert list(together) == ["fc6", "conv3"]
+    for layer, vectors in injected.items():
+        alone = analyzer.propagate_from(x, layer, vectors)
+        name = getattr(layer, "name", layer)
+        assert set(together[name]) == set(alone)
+        for key, values in alone.items():
+            np.testing.assert_allclose(together[name][key], values, rtol=1e-12, atol=0, err_msg=f"{name} {key}")
+    both = ("inject", tuple(analyzer._model.layer_steps[n] for n in ("fc6", "conv3")))
+    assert analyzer._engine._functions[both].experimental_get_tracing_count() == 1  # one trace for both
+
+
+def test_propagate_from_layers_rejects_bad_requests(cifar):
+    model, x = cifar
+    analyzer = keras_xai.create_analyzer("gradient", model)
+    with pytest.raises(ValueError, match="non-empty dict"):
+        analyzer.propagate_from_layers(x, {})
+    with pytest.raises(ValueError, match=r"layer\(s\) \['fc6'\] given twice"):
+        analyzer.propagate_from_layers(x, {"fc6": np.zeros((2, 10)), model.get_layer("fc6"): np.zeros((2, 10))})
+    with pytest.raises(ValueError, match="has no layer 'fc7'"):
+        analyzer.propagate_from_layers(x, {"fc7": np.zeros((2, 10))})

@@ -106,3 +106,12 @@ def test_row_histograms_equal_numpy_histogram_per_row():
         np.testing.assert_array_equal(fine[row], expected_fine)
         np.testing.assert_array_equal(coarse[row], expected_coarse)
     assert fine[3].sum() == 0 and fine[0].sum() == 40 * 25
+
+
+def test_bin_indices_on_and_next_to_every_edge_are_those_of_searchsorted():
+    for edges in (csc.FINE_EDGES, np.asarray(csc.HISTOGRAM_BINS)):
+        values = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
+        values = values[(values >= edges[0]) & (values <= edges[-1])]
+        expected = np.minimum(np.searchsorted(edges, values, side="right") - 1, len(edges) - 2)
+        index = csc._uniform_bin_index if len(edges) > 100 else csc._few_bin_index
+        np.testing.assert_array_equal(index(values, edges), expected)
