@@ -13,6 +13,7 @@ the random draws of image i depend only on (seed, i), so resumed runs equal unin
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -334,10 +335,8 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
         # (images * vectors, *shape), image-major: n_vectors per image
         injected = {name: np.concatenate(vectors[name]) for name in injection_layers}
         groups = _injection_groups(model, layers, injection_layers, len(positions) * n_vectors)
-        for m, spec in enumerate(specs):
-            propagated = {}
-            for group in groups:  # one call (one forward pass, one trace) for a whole group
-                propagated.update(pool.get(spec).propagate_from_layers(x, {name: injected[name] for name in group}))
+
+        def statistics(m, propagated):
             for k, name in enumerate(injection_layers):
                 for layer_name, values in propagated[name].items():
                     values = np.asarray(values)
@@ -346,6 +345,19 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                     cosines = csc.pairwise_abs_cosine(per_image)
                     l = layers.index(layer_name)
                     fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(cosines)
+
+        # The statistics of one method (NumPy) run in a thread while the next method propagates (TF):
+        # both release the GIL, so the cores stay busy.
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            pending = None
+            for m, spec in enumerate(specs):
+                propagated = {}
+                for group in groups:  # one call (one forward pass, one trace) for a whole group
+                    propagated.update(pool.get(spec).propagate_from_layers(x, {name: injected[name] for name in group}))
+                if pending is not None:
+                    pending.result()
+                pending = worker.submit(statistics, m, propagated)
+            pending.result()
         return [{"fine": fine[row], "coarse": coarse[row]} for row in range(len(positions))]
 
     stored = _run(results, inputs, chunk_size, compute, progress, "cosine similarity convergence")
