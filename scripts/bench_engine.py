@@ -275,13 +275,21 @@ def baseline(row) -> str:
     return next((e for e in FIRST_CALL_TARGETS if row["steady"].get(e) is not None), "package")
 
 
+def build_seconds(row, engine):
+    """First call minus one steady call: the trace / graph build (None when not measured or not positive)."""
+    first, steady = row["first"].get(engine), row["steady"].get(engine)
+    if first is None or steady is None or first - steady <= 0:
+        return None
+    return first - steady
+
+
 def print_table(rows, engines, startups, tape_first):
     titles = " ".join(f"{TITLES[e]:>8s}" for e in engines)
     group = len(titles)
     width = max([30] + [len(row["method"]) for row in rows])
     print(f"{'':{width}s} {' steady, ms ':-^{group}s} {'':8s} {'':9s} {'':9s} {' first call, s ':-^{group}s}")
     header = (f"{'method':{width}s} {titles} {'grad ms':>8s} {'ours/base':>9s} {'ours/grad':>9s} {titles} "
-              f"{'1st gain':>8s}  targets (vs base)")
+              f"{'1st gain':>8s} {'build':>6s}  targets (vs base)")
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -289,6 +297,7 @@ def print_table(rows, engines, startups, tape_first):
         base = baseline(row)
         speed = _ratio(native, row["steady"].get(base))
         first_gain = _ratio(row["first"].get(base), row["first"].get("native"))
+        build_gain = _ratio(build_seconds(row, base), build_seconds(row, "native"))
         versus_gradient = _ratio(native, row["tape"])
         checks = []
         if speed is not None:
@@ -301,9 +310,11 @@ def print_table(rows, engines, startups, tape_first):
               + " ".join(_cell(row["steady"].get(e) and row["steady"][e] * 1e3, ".1f", 8) for e in engines)
               + f" {row['tape'] * 1e3:8.1f} {_cell(speed, '.2f', 9)} {_cell(versus_gradient, '.2f', 9)} "
               + " ".join(_cell(row["first"].get(e), ".2f", 8) for e in engines)
-              + f" {_cell(first_gain, '.1f', 8)}  {', '.join(checks)}")
+              + f" {_cell(first_gain, '.1f', 8)} {_cell(build_gain, '.1f', 6)}  {', '.join(checks)}")
     print("ours = native; base = the plain iNNvestigate package (iNNv pkg), or for the DeepLIFT methods the "
           "deeplift package (deeplift engine); '-': not offered or skipped.")
+    print("1st gain = base first call / ours (the target); build = the same ratio of first call minus one "
+          "steady call (trace / graph build without the computation a first call also does).")
     print(f"plain tf.GradientTape gradient: first call {tape_first:.2f} s ('grad ms' is its median measured "
           "alongside each method)")
     started = ", ".join(f"{TITLES[e]} {s:.1f} s" for e, s in startups.items() if s is not None)

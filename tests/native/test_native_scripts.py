@@ -41,3 +41,12 @@ def test_bench_engine_with_innvestigate():
          "--batch", "2", "--repeats", "1"], capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "speed" in completed.stdout and "lrp.z" in completed.stdout
+
+
+def test_bench_engine_build_time_is_first_call_minus_a_steady_call():
+    script = _load("bench_engine")
+    row = {"first": {"native": 1.0, "package": 9.0, "deeplift": 0.5}, "steady": {"native": 0.4, "package": 5.0, "deeplift": 0.6}}
+    assert script.build_seconds(row, "native") == pytest.approx(0.6)
+    assert script.build_seconds(row, "package") == pytest.approx(4.0)
+    assert script.build_seconds(row, "deeplift") is None  # a first call faster than steady: not measured
+    assert script.build_seconds(row, "innvestigate") is None
