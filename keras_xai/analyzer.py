@@ -246,7 +246,7 @@ class NativeAnalyzer:
         groups = [self._engine.reported_steps(start) for start in starts]
         offsets = np.cumsum([0, *map(len, groups)])
         # Reported steps are in forward order: each group's first entry is the model input's.
-        values = self._run(lambda a, *r: self._engine.inject_many(a, starts, r), x, *injected,
+        values = self._run(lambda a, *r: self._engine.inject_many(a, starts, r, per_sample), x, *injected,
                            input_positions=tuple(offsets[:-1]))
         return {name: self._named(steps, values[begin:end], np.repeat(x, k, axis=0))
                 for name, steps, begin, end, k in zip(names, groups, offsets[:-1], offsets[1:], per_sample)}

@@ -325,26 +325,20 @@ class Engine:
             return self._tf_function(relevances, *self._signature(self._selection_spec))
         return self._call("all", build, x, selection)
 
-    @staticmethod
-    def _repeat_per_sample_reference(reference, sample_of_row):
-        """The reference batch for the rows ``sample_of_row`` (a shared one stays batch 1)."""
-        return tf.cond(tf.shape(reference)[0] > 1, lambda: tf.gather(reference, sample_of_row),
-                       lambda: reference)
-
-    def inject(self, x, start: int, relevance) -> tuple:
+    def inject(self, x, start: int, relevance, per_sample: int = 1) -> tuple:
         """Replace the relevance at step ``start``'s output by ``relevance`` and propagate down.
 
-        ``relevance`` holds one vector per sample of ``x`` or ``k`` per sample (sample-major rows);
-        the result has its rows. Returns the relevance at every reported step ``start`` depends on
-        (order of ``reported_steps(start)``).
+        ``relevance`` holds ``per_sample`` vectors per sample of ``x`` (sample-major rows); the result
+        has its rows. Returns the relevance at every reported step ``start`` depends on (order of
+        ``reported_steps(start)``).
         """
-        return self.inject_many(x, (start,), (relevance,))
+        return self.inject_many(x, (start,), (relevance,), (per_sample,))
 
-    def inject_many(self, x, starts: Sequence[int], relevances: Sequence) -> tuple:
+    def inject_many(self, x, starts: Sequence[int], relevances: Sequence, per_sample: Sequence[int]) -> tuple:
         """:meth:`inject` at several steps in one compiled call: one forward pass serves every
-        injection, one trace every later call with the same steps. Returns the results of the
-        injections one after the other (``reported_steps(start)`` each)."""
-        starts = tuple(int(s) for s in starts)
+        injection, one trace every later call with the same steps and vectors per sample. Returns the
+        results of the injections one after the other (``reported_steps(start)`` each)."""
+        starts, per_sample = tuple(int(s) for s in starts), tuple(int(k) for k in per_sample)
 
         def build():
             needed = set().union(*(self._ancestors(s) for s in starts))
@@ -354,21 +348,35 @@ class Engine:
 
             def inject(*arguments):
                 x, reference, relevances = self._split_arguments(arguments, with_reference)
-                shared = None if with_reference else self._pass_inputs(x, needed, reference)[0]
-                reported = []
-                for start, relevance, steps in zip(starts, relevances, candidates):
-                    # Row r of the relevance belongs to sample r // k (tf.gather: cheaper to trace than tf.repeat).
-                    sample_of_row = tf.range(tf.shape(relevance)[0]) // (tf.shape(relevance)[0] // tf.shape(x)[0])
+                expanded = {}  # vectors per sample -> (activations, reference part) for that many rows
+                for k in sorted(set(per_sample)):
                     if with_reference:
                         # Reference states mix per-sample and shared (batch 1) tensors: repeat the inputs.
-                        activations, extra = self._pass_inputs(
-                            tf.gather(x, sample_of_row), needed,
-                            self._repeat_per_sample_reference(reference, sample_of_row))
+                        rows = self._rows_of_samples(x, k)
+                        expanded[k] = self._pass_inputs(tf.gather(x, rows), needed,
+                                                        self._repeat_per_sample_reference(reference, rows))
                     else:
                         # One forward pass per sample, its activations repeated for the sample's vectors.
-                        activations, extra = {i: tf.gather(a, sample_of_row) for i, a in shared.items()}, None
+                        if "shared" not in expanded:
+                            expanded["shared"] = self._pass_inputs(x, needed, reference)[0]
+                        shared = expanded["shared"]
+                        rows = self._rows_of_samples(x, k)
+                        expanded[k] = (shared if k == 1 else {i: tf.gather(a, rows) for i, a in shared.items()}, None)
+                reported = []
+                for start, relevance, steps, k in zip(starts, relevances, candidates, per_sample):
+                    activations, extra = expanded[k]
                     reached = self._backward(activations, start, relevance, extra)
                     reported.extend(self._reported(activations, reached, steps, extra))
                 return tuple(reported)
             return self._tf_function(inject, *self._signature(*specs))
-        return self._call(("inject", starts), build, x, *relevances)
+        return self._call(("inject", starts, per_sample), build, x, *relevances)
+
+    @staticmethod
+    def _rows_of_samples(x, k: int):
+        """Row r of a batch with ``k`` vectors per sample belongs to sample r // k."""
+        return tf.range(tf.shape(x)[0] * k) // k
+
+    @staticmethod
+    def _repeat_per_sample_reference(reference, rows):
+        """The reference batch for the sample ``rows`` (a shared one stays batch 1)."""
+        return tf.cond(tf.shape(reference)[0] > 1, lambda: tf.gather(reference, rows), lambda: reference)

@@ -336,28 +336,28 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
         injected = {name: np.concatenate(vectors[name]) for name in injection_layers}
         groups = _injection_groups(model, layers, injection_layers, len(positions) * n_vectors)
 
-        def statistics(m, propagated):
-            for k, name in enumerate(injection_layers):
-                for layer_name, values in propagated[name].items():
-                    values = np.asarray(values)
-                    channels[layer_name] = _layer_vector_size(values.shape[1:])
-                    per_image = values.reshape(len(positions), n_vectors, *values.shape[1:])
-                    cosines = csc.pairwise_abs_cosine(per_image)
-                    l = layers.index(layer_name)
-                    fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(cosines)
+        def statistics(m, k, paths):
+            for layer_name, values in paths.items():
+                values = np.asarray(values)
+                channels[layer_name] = _layer_vector_size(values.shape[1:])
+                per_image = values.reshape(len(positions), n_vectors, *values.shape[1:])
+                cosines = csc.pairwise_abs_cosine(per_image)
+                l = layers.index(layer_name)
+                fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(cosines)
 
-        # The statistics of one method (NumPy) run in a thread while the next method propagates (TF):
-        # both release the GIL, so the cores stay busy.
-        with ThreadPoolExecutor(max_workers=1) as worker:
-            pending = None
+        # The statistics of one method (NumPy, per injection) run in threads while the next method
+        # propagates (TF): both release the GIL, so the cores stay busy.
+        with ThreadPoolExecutor(max_workers=STATISTICS_THREADS) as workers:
+            pending = []
             for m, spec in enumerate(specs):
                 propagated = {}
                 for group in groups:  # one call (one forward pass, one trace) for a whole group
                     propagated.update(pool.get(spec).propagate_from_layers(x, {name: injected[name] for name in group}))
-                if pending is not None:
-                    pending.result()
-                pending = worker.submit(statistics, m, propagated)
-            pending.result()
+                for future in pending:  # bounded memory: one method's results wait at most
+                    future.result()
+                pending = [workers.submit(statistics, m, k, propagated[name]) for k, name in enumerate(injection_layers)]
+            for future in pending:
+                future.result()
         return [{"fine": fine[row], "coarse": coarse[row]} for row in range(len(positions))]
 
     stored = _run(results, inputs, chunk_size, compute, progress, "cosine similarity convergence")
@@ -368,6 +368,8 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                      channels, len(stored))
 
 
+#: Threads computing CSC statistics while the next method propagates.
+STATISTICS_THREADS = 1
 #: Most bytes the propagated vectors of one call may take (float32): injections are grouped under it.
 INJECTION_GROUP_BYTES = 1 << 30
 
