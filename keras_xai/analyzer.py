@@ -24,6 +24,8 @@ from keras_xai.validation import (
 #: Larger calls are faster (appendix-D net, 64 images x 64 steps: 7.2 s in calls of 256 rows, 6.7 s
 #: in calls of 1024); 2 GiB is ~1300 rows of that net, ~35 of VGG-16 at 224 x 224.
 AUGMENTED_CALL_BYTES = 2 << 30
+#: Rows per call instead when the layer sizes depend on the input (e.g. inputs of shape (None, None, 3)).
+ROWS_PER_AUGMENTED_CALL_UNKNOWN_SIZE = 256
 #: What the recipe's ``postprocess`` does to the gradient at the input.
 POSTPROCESS_FUNCTIONS = {"abs": np.abs, "square": np.square}
 
@@ -136,7 +138,9 @@ class NativeAnalyzer:
         if augmentation is None:
             return self._postprocessed(compiled(x, *per_sample), input_positions)
         copies = augmentation.copies(x)
-        rows = max([len(x)] + [len(array) for array in per_sample])  # k vectors per sample: k rows each
+        # Rows one copy of the batch puts through the pass: k per sample for k injected vectors, for
+        # each injection.
+        rows = max(len(x), sum(len(array) for array in per_sample))
         group = max(1, self._rows_per_augmented_call() // rows)
         totals = None
         while True:
@@ -151,8 +155,12 @@ class NativeAnalyzer:
         return [t / augmentation.count for t in totals]
 
     def _rows_per_augmented_call(self) -> int:
-        """How many input rows fit :data:`AUGMENTED_CALL_BYTES` of layer outputs."""
-        per_row = sum(int(np.prod([d or 1 for d in step.output_shape[1:]])) for step in self._model.steps)
+        """How many input rows fit :data:`AUGMENTED_CALL_BYTES` of layer outputs
+        (:data:`ROWS_PER_AUGMENTED_CALL_UNKNOWN_SIZE` if a layer's size is only known at run time)."""
+        shapes = [step.output_shape[1:] for step in self._model.steps]
+        if any(d is None for shape in shapes for d in shape):
+            return ROWS_PER_AUGMENTED_CALL_UNKNOWN_SIZE
+        per_row = sum(int(np.prod(shape)) for shape in shapes)
         return max(1, AUGMENTED_CALL_BYTES // (per_row * self.dtype.size))
 
     def _finish_input(self, relevance, x) -> np.ndarray:
@@ -162,10 +170,20 @@ class NativeAnalyzer:
             relevance = x * relevance
         return relevance
 
-    def _named(self, indices, values, x) -> dict:
+    def _finish_input_rows(self, relevance, x, per_sample: int) -> np.ndarray:
+        """:meth:`_finish_input` for ``per_sample`` rows per sample of ``x`` (sample-major): per
+        vector slot, so that per-sample references keep their batch shape."""
+        if per_sample == 1:
+            return self._finish_input(relevance, x)
+        slots = relevance.reshape(len(x), per_sample, *relevance.shape[1:])
+        finished = [self._finish_input(np.ascontiguousarray(slots[:, j]), x) for j in range(per_sample)]
+        return np.stack(finished, axis=1).reshape(relevance.shape)
+
+    def _named(self, indices, values, x, per_sample: int = 1) -> dict:
         named = {}
         for index, value in zip(indices, values):
-            named[self._model.steps[index].name] = self._finish_input(value, x) if index == 0 else value
+            named[self._model.steps[index].name] = \
+                self._finish_input_rows(value, x, per_sample) if index == 0 else value
         for alias, index in self._model.layer_steps.items():
             if alias not in named and index in indices:
                 named[alias] = named[self._model.steps[index].name]
@@ -213,7 +231,8 @@ class NativeAnalyzer:
             Where to inject (see :attr:`layer_names`).
         relevance : array (batch * k, *layer_output_shape) or (batch * k, n_units)
             One vector per sample (k = 1) or k per sample, sample-major: rows ``i*k .. i*k + k - 1``
-            belong to sample ``i`` (the forward pass then runs once per sample, not once per vector).
+            belong to sample ``i`` (the forward pass then runs once per sample, not once per vector;
+            DeepLIFT, whose forward pass carries its reference, runs it on the repeated samples).
 
         Returns
         -------
@@ -227,7 +246,8 @@ class NativeAnalyzer:
 
     def propagate_from_layers(self, x, relevances: dict) -> dict:
         """:meth:`propagate_from` at several layers, each injection on its own, in one compiled call
-        (one forward pass and one trace serve them all: the CSC protocol's injections).
+        (one trace serves them all, and one forward pass; DeepLIFT: one per number of vectors per
+        sample). The CSC protocol's injections.
 
         Parameters
         ----------
@@ -248,7 +268,7 @@ class NativeAnalyzer:
         # Reported steps are in forward order: each group's first entry is the model input's.
         values = self._run(lambda a, *r: self._engine.inject_many(a, starts, r, per_sample), x, *injected,
                            input_positions=tuple(offsets[:-1]))
-        return {name: self._named(steps, values[begin:end], np.repeat(x, k, axis=0))
+        return {name: self._named(steps, values[begin:end], x, k)
                 for name, steps, begin, end, k in zip(names, groups, offsets[:-1], offsets[1:], per_sample)}
 
     def _injections(self, relevances, batch_size) -> tuple:

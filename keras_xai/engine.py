@@ -335,9 +335,10 @@ class Engine:
         return self.inject_many(x, (start,), (relevance,), (per_sample,))
 
     def inject_many(self, x, starts: Sequence[int], relevances: Sequence, per_sample: Sequence[int]) -> tuple:
-        """:meth:`inject` at several steps in one compiled call: one forward pass serves every
-        injection, one trace every later call with the same steps and vectors per sample. Returns the
-        results of the injections one after the other (``reported_steps(start)`` each)."""
+        """:meth:`inject` at several steps in one compiled call: one trace serves every later call
+        with the same steps and vectors per sample, one forward pass every injection (with a
+        reference pass: one per distinct number of vectors per sample, on the repeated samples).
+        Returns the results of the injections one after the other (``reported_steps(start)`` each)."""
         starts, per_sample = tuple(int(s) for s in starts), tuple(int(k) for k in per_sample)
 
         def build():
@@ -349,19 +350,22 @@ class Engine:
             def inject(*arguments):
                 x, reference, relevances = self._split_arguments(arguments, with_reference)
                 expanded = {}  # vectors per sample -> (activations, reference part) for that many rows
-                for k in sorted(set(per_sample)):
-                    if with_reference:
+                if with_reference:
+                    for k in sorted(set(per_sample)):
                         # Reference states mix per-sample and shared (batch 1) tensors: repeat the inputs.
+                        if k == 1:
+                            expanded[k] = self._pass_inputs(x, needed, reference)
+                            continue
                         rows = self._rows_of_samples(x, k)
                         expanded[k] = self._pass_inputs(tf.gather(x, rows), needed,
                                                         self._repeat_per_sample_reference(reference, rows))
-                    else:
-                        # One forward pass per sample, its activations repeated for the sample's vectors.
-                        if "shared" not in expanded:
-                            expanded["shared"] = self._pass_inputs(x, needed, reference)[0]
-                        shared = expanded["shared"]
+                else:
+                    # One forward pass per sample, its activations repeated for the sample's vectors.
+                    activations = self._pass_inputs(x, needed, reference)[0]
+                    for k in sorted(set(per_sample)):
                         rows = self._rows_of_samples(x, k)
-                        expanded[k] = (shared if k == 1 else {i: tf.gather(a, rows) for i, a in shared.items()}, None)
+                        expanded[k] = (activations if k == 1 else
+                                       {i: tf.gather(a, rows) for i, a in activations.items()}, None)
                 reported = []
                 for start, relevance, steps, k in zip(starts, relevances, candidates, per_sample):
                     activations, extra = expanded[k]

@@ -129,7 +129,8 @@ class LinearOperation(Operation):
 #: ``c K^T`` by ``(K c^T)^T`` for at most this many rows of ``c``: oneDNN's matmul with a transposed
 #: second operand is slow for few rows. Measured (2 cores, ms, ``c @ K^T`` vs ``(K @ c^T)^T``):
 #: 8192x1024 kernel: 20 rows 15.2 vs 4.2, 64 rows 18.1 vs 8.7, 128 rows 21.8 vs 15.5, 512 rows 52.8 vs
-#: 60.2; 4096x4096: 64 rows 32.8 vs 15.2, 1024 rows 163 vs 163. The results are identical.
+#: 60.2; 4096x4096: 64 rows 32.8 vs 15.2, 1024 rows 163 vs 163. Both are exact up to float rounding,
+#: which may differ: results of one sample can then differ in the last bits between batch sizes.
 FEW_ROWS = 256
 #: Kernels smaller than this (elements) keep the plain form: no gain, a transpose more.
 LARGE_KERNEL = 1 << 20

@@ -323,6 +323,9 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
     n_fine, n_coarse = len(csc.FINE_EDGES) - 1, len(csc.HISTOGRAM_BINS) - 1
     channels = {}
 
+    # Chosen once for the chunk size, so that a smaller last chunk needs no new trace.
+    groups = _injection_groups(model, layers, injection_layers, chunk_size * n_vectors)
+
     def compute(positions):
         x = inputs.images[positions]
         vectors = {name: [] for name in injection_layers}
@@ -334,7 +337,6 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
         coarse = np.zeros((len(positions), len(specs), len(injection_layers), len(layers), n_coarse), np.int64)
         # (images * vectors, *shape), image-major: n_vectors per image
         injected = {name: np.concatenate(vectors[name]) for name in injection_layers}
-        groups = _injection_groups(model, layers, injection_layers, len(positions) * n_vectors)
 
         def statistics(m, k, paths):
             for layer_name, values in paths.items():
@@ -345,19 +347,23 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                 l = layers.index(layer_name)
                 fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(cosines)
 
-        # The statistics of one method (NumPy, per injection) run in threads while the next method
-        # propagates (TF): both release the GIL, so the cores stay busy.
-        with ThreadPoolExecutor(max_workers=STATISTICS_THREADS) as workers:
+        # The statistics of one call's results (NumPy) run in a thread while the next call propagates
+        # (TF): both release the GIL, so the cores stay busy. At most two calls' results are alive.
+        workers = ThreadPoolExecutor(max_workers=STATISTICS_THREADS)
+        try:
             pending = []
             for m, spec in enumerate(specs):
-                propagated = {}
                 for group in groups:  # one call (one forward pass, one trace) for a whole group
-                    propagated.update(pool.get(spec).propagate_from_layers(x, {name: injected[name] for name in group}))
-                for future in pending:  # bounded memory: one method's results wait at most
-                    future.result()
-                pending = [workers.submit(statistics, m, k, propagated[name]) for k, name in enumerate(injection_layers)]
+                    propagated = pool.get(spec).propagate_from_layers(x, {name: injected[name] for name in group})
+                    for future in pending:
+                        future.result()
+                    pending = [workers.submit(statistics, m, injection_layers.index(name), propagated[name])
+                               for name in group]
+                    del propagated
             for future in pending:
                 future.result()
+        finally:  # on an error or an interrupt, drop the queued statistics instead of waiting for them
+            workers.shutdown(wait=True, cancel_futures=True)
         return [{"fine": fine[row], "coarse": coarse[row]} for row in range(len(positions))]
 
     stored = _run(results, inputs, chunk_size, compute, progress, "cosine similarity convergence")
@@ -378,11 +384,12 @@ def _injection_groups(model: keras.Model, layers: list, injection_layers: list, 
     """Injection layers in consecutive groups whose results (``rows`` vectors at every layer below
     each injection) fit :data:`INJECTION_GROUP_BYTES`: all of them for small nets, one at a time for
     VGG-16-sized feature maps."""
-    sizes = [int(np.prod(_output_shape(model, name))) for name in layers]
+    sizes = [_known_size(model, name) for name in layers]
     groups, used = [], 0
     for name in injection_layers:
-        below = layers.index(name) + 1 if name in layers else len(layers)
-        needed = 4 * rows * sum(sizes[:below])
+        below = sizes[:layers.index(name) + 1] if name in layers else sizes
+        # A layer whose size is only known at run time: its injection goes alone.
+        needed = 4 * rows * sum(below) if None not in below else INJECTION_GROUP_BYTES + 1
         if groups and used + needed <= INJECTION_GROUP_BYTES:
             groups[-1].append(name)
             used += needed
@@ -390,6 +397,15 @@ def _injection_groups(model: keras.Model, layers: list, injection_layers: list, 
             groups.append([name])
             used = needed
     return groups
+
+
+def _known_size(model: keras.Model, name: str):
+    """Values per sample at a layer's output, None if not known before running (or a shared layer)."""
+    try:
+        shape = _output_shape(model, name)
+    except (AttributeError, RuntimeError):  # a layer with several inbound nodes has no single output_shape
+        return None
+    return None if None in shape else int(np.prod(shape))
 
 
 def _output_shape(model: keras.Model, name: str) -> tuple:

@@ -289,7 +289,7 @@ def print_table(rows, engines, startups, tape_first):
     width = max([30] + [len(row["method"]) for row in rows])
     print(f"{'':{width}s} {' steady, ms ':-^{group}s} {'':8s} {'':9s} {'':9s} {' first call, s ':-^{group}s}")
     header = (f"{'method':{width}s} {titles} {'grad ms':>8s} {'ours/base':>9s} {'ours/grad':>9s} {titles} "
-              f"{'1st gain':>8s} {'build':>6s}  targets (vs base)")
+              f"{'1st gain':>8s} {'build gain':>10s}  targets (vs base)")
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -310,11 +310,12 @@ def print_table(rows, engines, startups, tape_first):
               + " ".join(_cell(row["steady"].get(e) and row["steady"][e] * 1e3, ".1f", 8) for e in engines)
               + f" {row['tape'] * 1e3:8.1f} {_cell(speed, '.2f', 9)} {_cell(versus_gradient, '.2f', 9)} "
               + " ".join(_cell(row["first"].get(e), ".2f", 8) for e in engines)
-              + f" {_cell(first_gain, '.1f', 8)} {_cell(build_gain, '.1f', 6)}  {', '.join(checks)}")
+              + f" {_cell(first_gain, '.1f', 8)} {_cell(build_gain, '.1f', 10)}  {', '.join(checks)}")
     print("ours = native; base = the plain iNNvestigate package (iNNv pkg), or for the DeepLIFT methods the "
           "deeplift package (deeplift engine); '-': not offered or skipped.")
-    print("1st gain = base first call / ours (the target); build = the same ratio of first call minus one "
-          "steady call (trace / graph build without the computation a first call also does).")
+    print("1st gain = base first call / ours (the target); build gain = the same ratio of first call minus "
+          "one steady call (analyzer creation and trace / graph build, without the computation a first call "
+          "also does).")
     print(f"plain tf.GradientTape gradient: first call {tape_first:.2f} s ('grad ms' is its median measured "
           "alongside each method)")
     started = ", ".join(f"{TITLES[e]} {s:.1f} s" for e, s in startups.items() if s is not None)

@@ -306,12 +306,27 @@ class WorkerAnalyzer:
         if name == self._input_name:
             raise ValueError(f"cannot inject at the model input {name!r}; choose a layer above it")
         relevance, per_sample = check_injected(relevance, self._output_shapes[name], self.dtype, len(x))
-        x = np.repeat(x, per_sample, axis=0)  # the worker takes one vector per sample
-        reply, arrays = self._call(dict(fields, op="inject", layer=name), {"x": x, "relevance": relevance})
-        return self._named(reply, arrays)
+        request = dict(fields, op="inject", layer=name)
+        if per_sample == 1:
+            return self._named(*self._call(request, {"x": x, "relevance": relevance}))
+        if not self._has_per_sample_parameter(len(x)):
+            # The worker takes one vector per sample: repeat each sample for its vectors.
+            return self._named(*self._call(request, {"x": np.repeat(x, per_sample, axis=0), "relevance": relevance}))
+        # A reference given per sample fits only the batch itself: one request per vector slot.
+        slots = [self._named(*self._call(request, {"x": x, "relevance": relevance[j::per_sample]}))
+                 for j in range(per_sample)]
+        return {key: np.stack([slot[key] for slot in slots], axis=1).reshape(-1, *slots[0][key].shape[1:])
+                for key in slots[0]}
+
+    def _has_per_sample_parameter(self, batch_size: int) -> bool:
+        """Whether a parameter is an array with one entry per sample (a per-sample reference input)."""
+        return batch_size > 1 and any(
+            np.ndim(value) == len(self.input_shape) and np.shape(value)[0] == batch_size
+            for value in self.params.values() if isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) > 0)
 
     def propagate_from_layers(self, x, relevances: dict) -> dict:
-        """:meth:`propagate_from` at every layer of ``relevances`` (layer -> vectors), one request each."""
+        """:meth:`propagate_from` at every layer of ``relevances`` (layer -> vectors), one request each
+        (the worker runs a forward pass per request, on each sample repeated for its vectors)."""
         return {name: self.propagate_from(x, name, relevance)
                 for name, relevance in injections(relevances, self.layer_names, self.model.name)}
 

@@ -154,9 +154,10 @@ class DeepLiftAnalyzer(WorkerAnalyzer):
         return self._relevances(x, neuron_selection, quantity="multipliers")
 
     def propagate_from(self, x, layer, relevance) -> dict:
-        """Both multipliers at ``layer``'s output set to ``relevance`` (one vector per sample, shaped
-        like the output or flat); returns the multipliers at ``layer`` and every layer below it (the
-        input's entry: its contributions)."""
+        """Both multipliers at ``layer``'s output set to ``relevance`` (one or k vectors per sample,
+        shaped like the output or flat, as :meth:`keras_xai.analyzer.NativeAnalyzer.propagate_from`);
+        returns the multipliers at ``layer`` and every layer below it (the input's entry: its
+        contributions)."""
         return self._propagate_from(x, layer, relevance, quantity="multipliers")
 
     def contributions(self, x, neuron_selection="max_activation") -> dict:

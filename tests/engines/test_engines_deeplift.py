@@ -303,3 +303,20 @@ def test_multipliers_agree_with_native(nets, method):
             assert scale > 0, (what, name)
             error = np.abs(values - expected[name]).max() / scale
             assert error <= TOLERANCE, f"{what} {name}: {error:.2e}"
+
+
+@pytest.mark.parametrize("reference", ["shared", "per sample"])
+def test_k_vectors_per_sample_agree_with_native(nets, reference):
+    """Two vectors per sample: the worker repeats the samples (or, with a reference per sample,
+    sends one request per vector slot) and agrees with the native engine row for row."""
+    model, x = nets["resnet_style"]
+    params = {"reference": images(12, x.shape, -0.3, 0.3)} if reference == "per sample" else {}
+    layer = "block2_relu1"
+    vectors = np.random.default_rng(3).normal(size=(2 * len(x), *model.get_layer(layer).output.shape[1:]))
+    native = keras_xai.create_analyzer("deep_lift.reveal_cancel", model, **params).propagate_from(x, layer, vectors)
+    theirs = keras_xai.create_analyzer("deep_lift.reveal_cancel", model, engine="deeplift",
+                                       **params).propagate_from(x, layer, vectors)
+    assert theirs["input"].shape == (2 * len(x), *x.shape[1:])
+    for name in ("input", layer):
+        error = np.abs(theirs[name] - native[name]).max() / np.abs(native[name]).max()
+        assert error <= TOLERANCE, f"{name}: {error:.2e}"

@@ -227,3 +227,19 @@ def test_propagate_from_layers_rejects_bad_requests(cifar):
         analyzer.propagate_from_layers(x, {"fc6": np.zeros((2, 10)), model.get_layer("fc6"): np.zeros((2, 10))})
     with pytest.raises(ValueError, match="has no layer 'fc7'"):
         analyzer.propagate_from_layers(x, {"fc7": np.zeros((2, 10))})
+
+
+def test_k_vectors_per_sample_with_a_per_sample_integrated_gradients_reference():
+    model = TINY_MODELS["conv"]()
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(3, *model.input_shape[1:]))
+    reference = rng.normal(size=x.shape)
+    layer = model.layers[-1].name
+    v = rng.normal(size=(6, *model.output_shape[1:]))
+    grouped = keras_xai.create_analyzer("integrated_gradients", model, dtype="float64", steps=4,
+                                        reference_inputs=reference).propagate_from(x, layer, v)
+    repeated = keras_xai.create_analyzer("integrated_gradients", model, dtype="float64", steps=4,
+                                         reference_inputs=np.repeat(reference, 2, axis=0)
+                                         ).propagate_from(np.repeat(x, 2, axis=0), layer, v)
+    for name, values in repeated.items():
+        np.testing.assert_allclose(grouped[name], values, rtol=1e-10, atol=1e-12 * np.abs(values).max(), err_msg=name)

@@ -79,6 +79,27 @@ def test_csc_histograms_equal_direct_cosines(model, inputs):
     assert result.channels["conv2"] == 64
 
 
+def test_csc_is_the_same_with_every_injection_in_its_own_call(model, inputs, monkeypatch):
+    layers = ["fc6", "fc5", "conv4", "conv2"]
+    together = experiments.cosine_similarity_convergence(model, inputs, SPECS[2:], layers, n_vectors=3, seed=5,
+                                                         progress=False)
+    assert experiments._injection_groups(model, together.layers, layers, 12) == [layers]
+    monkeypatch.setattr(experiments, "INJECTION_GROUP_BYTES", 0)
+    assert experiments._injection_groups(model, together.layers, layers, 12) == [[name] for name in layers]
+    alone = experiments.cosine_similarity_convergence(model, inputs, SPECS[2:], layers, n_vectors=3, seed=5,
+                                                      progress=False)
+    np.testing.assert_array_equal(together.fine, alone.fine)
+    np.testing.assert_array_equal(together.coarse, alone.coarse)
+
+
+def test_csc_statistics_errors_reach_the_caller(model, inputs, monkeypatch):
+    def broken(paths):
+        raise FloatingPointError("broken statistics")
+    monkeypatch.setattr(csc, "pairwise_abs_cosine", broken)
+    with pytest.raises(FloatingPointError, match="broken statistics"):
+        experiments.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc5"], n_vectors=2, progress=False)
+
+
 def test_runs_resume_and_recompute_damaged_files(model, inputs, tmp_path):
     logged = []
     first = experiments.random_logit(model, inputs, SPECS[:2], seed=1, out=tmp_path, progress=False, log=logged.append)
