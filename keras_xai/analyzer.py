@@ -5,6 +5,7 @@ SmoothGrad / Integrated Gradients), and returns NumPy arrays.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
 import numpy as np
@@ -28,6 +29,23 @@ AUGMENTED_CALL_BYTES = 2 << 30
 ROWS_PER_AUGMENTED_CALL_UNKNOWN_SIZE = 256
 #: What the recipe's ``postprocess`` does to the gradient at the input.
 POSTPROCESS_FUNCTIONS = {"abs": np.abs, "square": np.square}
+
+
+def _blocks(copies, group: int):
+    """``(concatenated block, number of copies in it)`` of ``group`` copies at a time. The next block
+    is made (noise drawn, copies joined) in a thread while the caller computes on the current one."""
+    def make():
+        block = list(islice(copies, group))
+        return (np.concatenate(block), len(block)) if block else None
+
+    with ThreadPoolExecutor(max_workers=1) as maker:
+        upcoming = maker.submit(make)
+        while True:
+            current = upcoming.result()
+            if current is None:
+                return
+            upcoming = maker.submit(make)
+            yield current
 
 
 def assign_rules(model: CanonicalModel, recipe: Recipe, method: str) -> list:
@@ -137,20 +155,16 @@ class NativeAnalyzer:
         augmentation = self._recipe.augmentation
         if augmentation is None:
             return self._postprocessed(compiled(x, *per_sample), input_positions)
-        copies = augmentation.copies(x)
         # Rows one copy of the batch puts through the pass: k per sample for k injected vectors, for
         # each injection.
         rows = max(len(x), sum(len(array) for array in per_sample))
         group = max(1, self._rows_per_augmented_call() // rows)
         totals = None
-        while True:
-            block = list(islice(copies, group))
-            if not block:
-                break
-            repeated = [np.concatenate([array] * len(block)) for array in per_sample]
-            results = self._postprocessed(compiled(np.concatenate(block), *repeated), input_positions)
+        for block, count in _blocks(augmentation.copies(x), group):
+            repeated = [np.concatenate([array] * count) for array in per_sample]
+            results = self._postprocessed(compiled(block, *repeated), input_positions)
             # Rows are block-major; a block has len(x) * k rows when k vectors per sample are injected.
-            sums = [r.reshape(len(block), -1, *r.shape[1:]).sum(axis=0) for r in results]
+            sums = [r.reshape(count, -1, *r.shape[1:]).sum(axis=0) for r in results]
             totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
         return [t / augmentation.count for t in totals]
 
@@ -206,8 +220,22 @@ class NativeAnalyzer:
         """
         x = self._input(x)
         selection = self._selection(x, neuron_selection)
+        if self._recipe.augmentation is not None and self._recipe.postprocess is None \
+                and self._engine.linear_prefix > 0:
+            return self._finish_input(self._mean_over_copies(x, selection), x)
         (relevance,) = self._run(lambda a, s: (self._engine.input_relevance(a, s),), x, selection)
         return self._finish_input(relevance, x)
+
+    def _mean_over_copies(self, x, selection) -> np.ndarray:
+        """The input relevance averaged over the augmentation's copies, summed inside each compiled
+        call before the model's first linear layers (applied once per call instead of per copy)."""
+        augmentation = self._recipe.augmentation
+        group = max(1, self._rows_per_augmented_call() // len(x))
+        total = 0.0
+        for block, count in _blocks(augmentation.copies(x), group):
+            summed = self._engine.input_relevance_sum(block, np.concatenate([selection] * count), np.int32(count))
+            total = total + summed.numpy()
+        return total / augmentation.count
 
     def relevances(self, x, neuron_selection="max_activation") -> dict:
         """The back-propagated quantity at the output of every layer.
