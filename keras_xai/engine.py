@@ -192,10 +192,13 @@ class Engine:
             one_hot = one_hot * tf.nn.relu(flat)
         return tf.reshape(one_hot, tf.shape(output))
 
-    def _backward(self, activations: dict, start: int, relevance, reference=None, stop: int = 0) -> dict:
+    def _backward(self, activations: dict, start: int, relevance, reference=None, stop: int = 0,
+                  shared: dict | None = None) -> dict:
         """Relevance at the output of every step at or below ``start`` (down to ``stop``) that it reaches.
 
-        ``reference`` is ``(reference activations, states)`` from :meth:`_forward_with_reference`.
+        ``reference`` is ``(reference activations, states)`` from :meth:`_forward_with_reference`;
+        ``shared`` the rules' :meth:`~keras_xai.rules.Rule.shared_state` per step, one row per row of
+        the activations.
         """
         if reference is not None:
             relevance = self._reference_pass.start(relevance)
@@ -219,6 +222,8 @@ class Engine:
                 results = rule(step, inputs, activations[index], total, context)
             elif isinstance(total, tuple):
                 results = _componentwise(rule, step, inputs, activations[index], total)
+            elif shared and index in shared:
+                results = rule(step, inputs, activations[index], total, shared=shared[index])
             else:
                 results = rule(step, inputs, activations[index], total)
             for source, part in zip(step.inputs, results):
@@ -393,31 +398,49 @@ class Engine:
 
             def inject(*arguments):
                 x, reference, relevances = self._split_arguments(arguments, with_reference)
-                expanded = {}  # vectors per sample -> (activations, reference part) for that many rows
+                # vectors per sample -> (activations, reference part, shared rule states) for that many rows
+                expanded = {}
                 if with_reference:
                     for k in sorted(set(per_sample)):
                         # Reference states mix per-sample and shared (batch 1) tensors: repeat the inputs.
                         if k == 1:
-                            expanded[k] = self._pass_inputs(x, needed, reference)
+                            expanded[k] = (*self._pass_inputs(x, needed, reference), None)
                             continue
                         rows = self._rows_of_samples(x, k)
-                        expanded[k] = self._pass_inputs(tf.gather(x, rows), needed,
-                                                        self._repeat_per_sample_reference(reference, rows))
+                        expanded[k] = (*self._pass_inputs(tf.gather(x, rows), needed,
+                                                          self._repeat_per_sample_reference(reference, rows)), None)
                 else:
-                    # One forward pass per sample, its activations repeated for the sample's vectors.
+                    # One forward pass per sample, its activations (and what the rules compute from
+                    # them alone) repeated for the sample's vectors.
                     activations = self._pass_inputs(x, needed, reference)[0]
+                    shared = self._shared_states(activations, needed) if max(per_sample) > 1 else {}
                     for k in sorted(set(per_sample)):
+                        if k == 1:
+                            expanded[k] = (activations, None, None)
+                            continue
                         rows = self._rows_of_samples(x, k)
-                        expanded[k] = (activations if k == 1 else
-                                       {i: tf.gather(a, rows) for i, a in activations.items()}, None)
+                        expanded[k] = ({i: tf.gather(a, rows) for i, a in activations.items()}, None,
+                                       {i: tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
+                                        for i, state in shared.items()})
                 reported = []
                 for start, relevance, steps, k in zip(starts, relevances, candidates, per_sample):
-                    activations, extra = expanded[k]
-                    reached = self._backward(activations, start, relevance, extra)
+                    activations, extra, shared = expanded[k]
+                    reached = self._backward(activations, start, relevance, extra, shared=shared)
                     reported.extend(self._reported(activations, reached, steps, extra))
                 return tuple(reported)
             return self._tf_function(inject, *self._signature(*specs))
         return self._call(("inject", starts, per_sample), build, x, *relevances)
+
+    def _shared_states(self, activations: dict, needed: set) -> dict:
+        """Each rule's :meth:`~keras_xai.rules.Rule.shared_state` per step (None ones left out)."""
+        states = {}
+        for step in self._steps[1:]:
+            if step.index in needed:
+                state = self._rules[step.index].shared_state(
+                    step, [activations[i] for i in step.inputs], activations[step.index])
+                if state is not None:
+                    states[step.index] = state
+        return states
 
     @staticmethod
     def _rows_of_samples(x, k: int):

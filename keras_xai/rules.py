@@ -45,6 +45,12 @@ class Rule:
     def __call__(self, step, inputs, output, relevance) -> list:
         raise NotImplementedError
 
+    def shared_state(self, step, inputs, output):
+        """What the rule computes from the activations alone, once per sample when several vectors
+        are propagated per sample (``propagate_from`` with k vectors); given back to ``__call__`` as
+        ``shared=`` for every vector of the sample. None: nothing to share."""
+        return None
+
     def unsupported_reason(self, step) -> str | None:
         """Why this rule cannot handle ``step`` (None if it can)."""
         if self.needs_linear and not step.is_linear:
@@ -131,28 +137,49 @@ class AlphaBetaRule(Rule):
         if self.alpha < 0 or self.beta < 0:
             raise ValueError(f"AlphaBetaRule: alpha and beta must be >= 0, got {self.alpha}, {self.beta}")
 
-    def _part(self, step, x_pos, x_neg, weights_for_pos, weights_for_neg, relevance):
-        """Relevance of the terms x+ w(weights_for_pos) + x- w(weights_for_neg)."""
+    def _denominator(self, step, x_pos, x_neg, weights_for_pos, weights_for_neg):
+        """z of the terms x+ w(weights_for_pos) + x- w(weights_for_neg), with the bias if asked."""
         operation = step.operation
         if x_neg is None:
             # Inputs are >= 0, so x- = 0 and its term is exactly the other half of the bias.
-            z = operation.forward(x_pos, weights_for_pos, "all" if self.bias else "none")
-            return _redistribute(step, x_pos, safe_divide(relevance, z), weights_for_pos)
+            return operation.forward(x_pos, weights_for_pos, "all" if self.bias else "none")
         bias_pos = weights_for_pos if self.bias else "none"
         bias_neg = weights_for_neg if self.bias else "none"
-        z = operation.forward(x_pos, weights_for_pos, bias_pos) + operation.forward(x_neg, weights_for_neg, bias_neg)
+        return operation.forward(x_pos, weights_for_pos, bias_pos) + operation.forward(x_neg, weights_for_neg, bias_neg)
+
+    def _part(self, step, x_pos, x_neg, weights_for_pos, weights_for_neg, relevance, z=None):
+        """Relevance of the terms x+ w(weights_for_pos) + x- w(weights_for_neg) (``z``: their
+        denominator, if already computed)."""
+        if z is None:
+            z = self._denominator(step, x_pos, x_neg, weights_for_pos, weights_for_neg)
         scaled = safe_divide(relevance, z)
         from_pos = _redistribute(step, x_pos, scaled, weights_for_pos)
+        if x_neg is None:
+            return from_pos
         from_neg = _redistribute(step, x_neg, scaled, weights_for_neg)
         return [a + b for a, b in zip(from_pos, from_neg)]
 
-    def __call__(self, step, inputs, output, relevance):
+    @staticmethod
+    def _signed_inputs(step, inputs) -> tuple:
         x_pos = [x if nonneg else _positive_part(x) for x, nonneg in zip(inputs, step.inputs_nonnegative)]
         x_neg = None if all(step.inputs_nonnegative) else [_negative_part(x) for x in inputs]
-        activating = self._part(step, x_pos, x_neg, "positive", "negative", relevance)
+        return x_pos, x_neg
+
+    def shared_state(self, step, inputs, output):
+        # The denominators (convolutions of the inputs) are the same for every vector of a sample.
+        x_pos, x_neg = self._signed_inputs(step, inputs)
+        activating = self._denominator(step, x_pos, x_neg, "positive", "negative")
+        if not self.beta:
+            return (activating,)
+        return activating, self._denominator(step, x_pos, x_neg, "negative", "positive")
+
+    def __call__(self, step, inputs, output, relevance, shared=None):
+        x_pos, x_neg = self._signed_inputs(step, inputs)
+        denominators = shared or (None, None)
+        activating = self._part(step, x_pos, x_neg, "positive", "negative", relevance, denominators[0])
         if not self.beta:
             return activating if self.alpha == 1 else [self.alpha * a for a in activating]
-        inhibiting = self._part(step, x_pos, x_neg, "negative", "positive", relevance)
+        inhibiting = self._part(step, x_pos, x_neg, "negative", "positive", relevance, denominators[1])
         return [self.alpha * a - self.beta * b for a, b in zip(activating, inhibiting)]
 
 
@@ -171,8 +198,11 @@ class ZPlusFastRule(Rule):
 
     weight_kinds = ("positive",)
 
-    def __call__(self, step, inputs, output, relevance):
-        z = step.operation.forward(inputs, "positive", "none")
+    def shared_state(self, step, inputs, output):
+        return step.operation.forward(inputs, "positive", "none")  # the same for every vector of a sample
+
+    def __call__(self, step, inputs, output, relevance, shared=None):
+        z = step.operation.forward(inputs, "positive", "none") if shared is None else shared
         return _redistribute(step, inputs, safe_divide(relevance, z), "positive")
 
 

@@ -155,7 +155,7 @@ DETERMINISTIC_NATIVE = [info.name for info in keras_xai.list_analyzers()
 
 
 @pytest.mark.parametrize("method", DETERMINISTIC_NATIVE)
-@pytest.mark.parametrize("model_name, layer", [("residual", "concat"), ("batchnorm", None)])
+@pytest.mark.parametrize("model_name, layer", [("residual", "concat"), ("batchnorm", None), ("pooling", None)])
 def test_k_vectors_per_sample_equal_the_repeated_batch(method, model_name, layer):
     """propagate_from with k vectors per sample (one forward pass per sample) gives what repeating
     every sample k times gives, row for row, at every layer."""
