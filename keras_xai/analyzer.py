@@ -241,7 +241,8 @@ class NativeAnalyzer:
         """The back-propagated quantity at the output of every layer.
 
         Relevance for LRP-type methods, the (modified) gradient for the gradient family; the model
-        input's entry equals :meth:`analyze`. Keys are layer names (Dropout layers report the
+        input's entry equals :meth:`analyze` (SmoothGrad / Integrated Gradients: up to float rounding,
+        as ``analyze`` sums the copies before the first linear layers). Keys are layer names (Dropout layers report the
         quantity at their input, which they pass through).
         """
         x = self._input(x)

@@ -15,6 +15,7 @@ Without a reference pass nothing of this runs: the other methods' passes are unc
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -328,7 +329,7 @@ class Engine:
             for source in step.inputs:
                 consumers[source] = consumers.get(source, 0) + 1
         prefix = 0
-        for step in self._steps[1:]:
+        for step in self._steps[1:self._output + 1]:  # never past the output step
             linear_map = step.is_linear or step.kind in ("flatten", "reshape", "zero_padding")
             if (step.inputs != (prefix,) or consumers.get(prefix, 0) != 1 or not linear_map
                     or type(self._rules[step.index]) is not GradientRule):
@@ -413,7 +414,7 @@ class Engine:
                     # One forward pass per sample, its activations (and what the rules compute from
                     # them alone) repeated for the sample's vectors.
                     activations = self._pass_inputs(x, needed, reference)[0]
-                    shared = self._shared_states(activations, needed) if max(per_sample) > 1 else {}
+                    states = self._shared_states(activations, needed) if max(per_sample) > 1 else {}
                     for k in sorted(set(per_sample)):
                         if k == 1:
                             expanded[k] = (activations, None, None)
@@ -421,7 +422,7 @@ class Engine:
                         rows = self._rows_of_samples(x, k)
                         expanded[k] = ({i: tf.gather(a, rows) for i, a in activations.items()}, None,
                                        {i: tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
-                                        for i, state in shared.items()})
+                                        for i, state in states.items()})
                 reported = []
                 for start, relevance, steps, k in zip(starts, relevances, candidates, per_sample):
                     activations, extra, shared = expanded[k]
@@ -435,9 +436,10 @@ class Engine:
         """Each rule's :meth:`~keras_xai.rules.Rule.shared_state` per step (None ones left out)."""
         states = {}
         for step in self._steps[1:]:
-            if step.index in needed:
-                state = self._rules[step.index].shared_state(
-                    step, [activations[i] for i in step.inputs], activations[step.index])
+            rule = self._rules[step.index]
+            # A subclass whose __call__ predates ``shared=`` computes everything itself.
+            if step.index in needed and "shared" in inspect.signature(rule.__call__).parameters:
+                state = rule.shared_state(step, [activations[i] for i in step.inputs], activations[step.index])
                 if state is not None:
                     states[step.index] = state
         return states

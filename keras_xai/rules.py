@@ -1,7 +1,9 @@
 r"""Propagation rules: map the relevance at a layer's output to its inputs.
 
 A rule is a small object configured by its constructor. Calling it with
-``(step, inputs, output, relevance)`` returns one tensor per input. ``step`` gives the layer as an
+``(step, inputs, output, relevance)`` returns one tensor per input. Rules that compute something from
+the activations alone may offer it as :meth:`Rule.shared_state` and accept it back as ``shared=``
+(computed once per sample when several vectors per sample are propagated). ``step`` gives the layer as an
 operation (``step.operation``, a :class:`~keras_xai.operations.LinearOperation` for the LRP rules)
 and ``step.inputs_nonnegative``; a rule never looks at the graph or the model.
 
