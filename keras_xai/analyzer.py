@@ -158,15 +158,19 @@ class NativeAnalyzer:
         # Rows one copy of the batch puts through the pass: k per sample for k injected vectors, for
         # each injection.
         rows = max(len(x), sum(len(array) for array in per_sample))
-        group = max(1, self._rows_per_augmented_call() // rows)
         totals = None
-        for block, count in _blocks(augmentation.copies(x), group):
+        for block, count in self._copy_blocks(x, rows):
             repeated = [np.concatenate([array] * count) for array in per_sample]
             results = self._postprocessed(compiled(block, *repeated), input_positions)
             # Rows are block-major; a block has len(x) * k rows when k vectors per sample are injected.
             sums = [r.reshape(count, -1, *r.shape[1:]).sum(axis=0) for r in results]
             totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
         return [t / augmentation.count for t in totals]
+
+    def _copy_blocks(self, x, rows: int):
+        """The augmentation's copies of ``x`` as :func:`_blocks`, as many per compiled call as fit
+        :meth:`_rows_per_augmented_call` when one copy puts ``rows`` rows through the pass."""
+        return _blocks(self._recipe.augmentation.copies(x), max(1, self._rows_per_augmented_call() // rows))
 
     def _rows_per_augmented_call(self) -> int:
         """How many input rows fit :data:`AUGMENTED_CALL_BYTES` of layer outputs
@@ -229,13 +233,11 @@ class NativeAnalyzer:
     def _mean_over_copies(self, x, selection) -> np.ndarray:
         """The input relevance averaged over the augmentation's copies, summed inside each compiled
         call before the model's first linear layers (applied once per call instead of per copy)."""
-        augmentation = self._recipe.augmentation
-        group = max(1, self._rows_per_augmented_call() // len(x))
         total = 0.0
-        for block, count in _blocks(augmentation.copies(x), group):
+        for block, count in self._copy_blocks(x, len(x)):
             summed = self._engine.input_relevance_sum(block, np.concatenate([selection] * count), np.int32(count))
             total = total + summed.numpy()
-        return total / augmentation.count
+        return total / self._recipe.augmentation.count
 
     def relevances(self, x, neuron_selection="max_activation") -> dict:
         """The back-propagated quantity at the output of every layer.

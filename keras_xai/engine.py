@@ -347,14 +347,13 @@ class Engine:
             def input_relevance_sum(x, selection, copies):
                 activations = self._forward(x, needed)
                 head = self._output_relevance(activations[self._output], selection)
-                at_prefix = self._backward(activations, self._output, head, stop=prefix).get(prefix)
+                # The output depends on the input only through the prefix chain: the pass reaches it.
+                at_prefix = self._backward(activations, self._output, head, stop=prefix)[prefix]
                 per_copy = tf.shape(x)[0] // copies
-                if at_prefix is None:
-                    return tf.zeros_like(x[:per_copy])
                 summed = tf.reduce_sum(tf.reshape(at_prefix, tf.concat([[copies, per_copy], tf.shape(at_prefix)[1:]], 0)), 0)
                 # The prefix's rules only read the shapes of their inputs: those of the first copy.
                 first_copy = {i: a[:per_copy] for i, a in activations.items() if i <= prefix}
-                return self._backward(first_copy, prefix, summed).get(0, tf.zeros_like(x[:per_copy]))
+                return self._backward(first_copy, prefix, summed)[0]
             return self._tf_function(input_relevance_sum, self._input_spec, self._selection_spec,
                                      tf.TensorSpec([], tf.int32))
         return self._compiled("input_sum", build)(x, selection, copies)

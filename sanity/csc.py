@@ -47,7 +47,7 @@ def pairwise_abs_cosine(paths: np.ndarray) -> np.ndarray:
     dots = np.empty((vectors.shape[0], len(pairs), vectors.shape[2]))
     for index, (i, j) in enumerate(pairs):
         dots[:, index] = np.einsum("nlc,nlc->nl", vectors[:, i], vectors[:, j])
-    first, second = (np.array([pair[side] for pair in pairs], dtype=int) for side in (0, 1))
+    first, second = np.array(pairs, dtype=int).reshape(-1, 2).T  # no pairs for a single vector
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.abs(dots / (norms[:, first] * norms[:, second]))
     out[~np.isfinite(out)] = np.nan
