@@ -302,6 +302,14 @@ class NativeAnalyzer:
         return {name: self._named(steps, values[begin:end], x, k)
                 for name, steps, begin, end, k in zip(names, groups, offsets[:-1], offsets[1:], per_sample)}
 
+    def prepare_propagate_from_layers(self, x, relevances: dict) -> None:
+        """Compile (trace) the pass :meth:`propagate_from_layers` runs for these arguments (only their
+        shapes matter) without running it; the later call reuses it. A thread can do this while
+        another analyzer's pass runs: the CSC protocol traces the next method during the current one."""
+        x = self._input(x)
+        _, starts, _, per_sample = self._injections(relevances, len(x))
+        self._engine.prepare_inject_many(starts, per_sample)
+
     def _injections(self, relevances, batch_size) -> tuple:
         """(layer names, step indices, checked vectors, vectors per sample) of a ``relevances`` dict."""
         names, starts, injected, per_sample = [], [], [], []

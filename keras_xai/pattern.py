@@ -501,9 +501,14 @@ class PatternAnalyzer(NativeAnalyzer):
         self._require_patterns()  # propagate_from goes through here too
         return super().propagate_from_layers(x, relevances)
 
+    def prepare_propagate_from_layers(self, x, relevances: dict) -> None:
+        self._require_patterns()
+        super().prepare_propagate_from_layers(x, relevances)
+
     analyze.__doc__ = NativeAnalyzer.analyze.__doc__
     relevances.__doc__ = NativeAnalyzer.relevances.__doc__
     propagate_from_layers.__doc__ = NativeAnalyzer.propagate_from_layers.__doc__
+    prepare_propagate_from_layers.__doc__ = NativeAnalyzer.prepare_propagate_from_layers.__doc__
 
 
 @register("pattern.net", "pattern", reduction="sum", analyzer_class=PatternAnalyzer)

@@ -25,6 +25,12 @@ def _as_locations(paths: np.ndarray, n_leading: int) -> np.ndarray:
     return paths.reshape(*paths.shape[:n_leading], -1, layer_shape[-1])
 
 
+#: Most float64 bytes of vectors one cosine block converts and reads: the block's passes (norms and
+#: one dot product per pair) then run in cache; whole layers at once were 2x slower on large maps
+#: (20 images x 5 vectors x 28x28x64: 12.7 ms whole, 5.8 ms in 8 MiB blocks; 0.5 MiB blocks: 10 ms).
+COSINE_BLOCK_BYTES = 8 << 20
+
+
 def pairwise_abs_cosine(paths: np.ndarray) -> np.ndarray:
     """|cos| between every pair of propagated vectors, per location.
 
@@ -36,12 +42,31 @@ def pairwise_abs_cosine(paths: np.ndarray) -> np.ndarray:
     Returns
     -------
     array (n_images, n_pairs, n_locations), n_pairs = n_vectors (n_vectors - 1) / 2, NaN where one of
-    the two vectors is zero (the cosine is undefined there).
+    the two vectors is zero (the cosine is undefined there). Computed in float64.
     """
-    paths = np.asarray(paths, dtype=np.float64)
+    paths = np.asarray(paths)
     if paths.ndim < 3:
         raise ValueError(f"paths must be (n_images, n_vectors, *layer_shape), got shape {paths.shape}")
     vectors = _as_locations(paths, 2)  # (images, vectors, locations, channels)
+    n_images, n_vectors, n_locations, n_channels = vectors.shape
+    out = np.empty((n_images, n_vectors * (n_vectors - 1) // 2, n_locations))
+    per_location = max(1, n_vectors * n_channels * 8)
+    if n_locations * per_location <= COSINE_BLOCK_BYTES:  # whole images per block
+        images = max(1, COSINE_BLOCK_BYTES // (n_locations * per_location))
+        for begin in range(0, n_images, images):
+            out[begin:begin + images] = _block_abs_cosine(vectors[begin:begin + images])
+    else:  # large maps: blocks of locations of one image
+        locations = max(1, COSINE_BLOCK_BYTES // per_location)
+        for image in range(n_images):
+            for begin in range(0, n_locations, locations):
+                out[image:image + 1, :, begin:begin + locations] = _block_abs_cosine(
+                    vectors[image:image + 1, :, begin:begin + locations])
+    return out
+
+
+def _block_abs_cosine(vectors: np.ndarray) -> np.ndarray:
+    """:func:`pairwise_abs_cosine` of (images, vectors, locations, channels)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
     norms = np.sqrt(np.einsum("nvlc,nvlc->nvl", vectors, vectors))  # einsum: ~3x faster than linalg.norm
     pairs = list(itertools.combinations(range(vectors.shape[1]), 2))
     dots = np.empty((vectors.shape[0], len(pairs), vectors.shape[2]))
@@ -129,17 +154,28 @@ def _uniform_bin_index(values, edges) -> np.ndarray:
     """Bin of each value (all within the edges) on an evenly spaced grid: the arithmetic guess,
     corrected by one bin where rounding put it next to the bin ``np.histogram`` chooses."""
     n_bins = len(edges) - 1
-    guess = np.clip(np.floor((values - edges[0]) * (n_bins / (edges[-1] - edges[0]))).astype(np.int64), 0, n_bins - 1)
-    guess -= (values < edges[guess]) & (guess > 0)
-    guess += (values >= edges[guess + 1]) & (guess < n_bins - 1)
+    step = (edges[-1] - edges[0]) / n_bins
+    guess = np.clip(np.floor((values - edges[0]) * (n_bins / (edges[-1] - edges[0]))), 0, n_bins - 1)
+    if np.array_equal(edges[0] + np.arange(n_bins + 1) * step, edges):
+        # np.linspace's grid: a guess's edges by the same arithmetic (bit for bit), no gathers.
+        lower, upper = edges[0] + guess * step, edges[0] + (guess + 1) * step
+        guess = guess.astype(np.int64)
+    else:
+        guess = guess.astype(np.int64)
+        lower, upper = edges[guess], edges[guess + 1]
+    below, above = values < lower, values >= upper
+    guess -= below & (guess > 0)
+    guess += above & (guess < n_bins - 1)  # never both: lower < upper
     return guess
 
 
 def _few_bin_index(values, edges) -> np.ndarray:
-    """Bin of each value (all within the edges) for a handful of edges: how many inner edges are <= it."""
-    index = np.zeros(values.shape, np.int64)
+    """Bin of each value (all within the edges) for a handful of edges: how many inner edges are <= it
+    (counted in bytes: a third of the time of int64 counts)."""
+    index = np.zeros(values.shape, np.uint8 if len(edges) < 256 else np.int64)
+    at_or_above = np.empty(values.shape, bool)
     for edge in edges[1:-1]:
-        index += values >= edge
+        index += np.greater_equal(values, edge, out=at_or_above)
     return index
 
 

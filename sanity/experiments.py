@@ -328,41 +328,52 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
 
     def compute(positions):
         x = inputs.images[positions]
-        vectors = {name: [] for name in injection_layers}
-        for position in positions:
-            rng = image_rng(seed, inputs.indices[position])
-            for name in injection_layers:
-                vectors[name].append(rng.standard_normal((n_vectors, *shapes[name])).astype(np.float32))
         fine = np.zeros((len(positions), len(specs), len(injection_layers), len(layers), n_fine), np.int64)
         coarse = np.zeros((len(positions), len(specs), len(injection_layers), len(layers), n_coarse), np.int64)
-        # (images * vectors, *shape), image-major: n_vectors per image
-        injected = {name: np.concatenate(vectors[name]) for name in injection_layers}
+        # One call (one forward pass, one trace) per method and group of injections.
+        calls = [(m, spec, group) for m, spec in enumerate(specs) for group in groups]
 
-        def statistics(m, k, paths):
-            for layer_name, values in paths.items():
-                values = np.asarray(values)
-                channels[layer_name] = _layer_vector_size(values.shape[1:])
-                per_image = values.reshape(len(positions), n_vectors, *values.shape[1:])
-                cosines = csc.pairwise_abs_cosine(per_image)
-                l = layers.index(layer_name)
-                fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(cosines)
+        def prepare(index):  # tracing needs the shapes of the vectors only
+            _, spec, group = calls[index]
+            shaped = {name: np.broadcast_to(np.float32(0), (len(positions) * n_vectors, *shapes[name]))
+                      for name in group}
+            return tracer.submit(pool.get(spec).prepare_propagate_from_layers, x, shaped)
 
-        # The statistics of one call's results (NumPy) run in a thread while the next call propagates
-        # (TF): both release the GIL, so the cores stay busy. At most two calls' results are alive.
+        def statistics(m, names, propagated):
+            for name in names:
+                k = injection_layers.index(name)
+                for layer_name, values in propagated[name].items():
+                    values = np.asarray(values)
+                    channels[layer_name] = _layer_vector_size(values.shape[1:])
+                    per_image = values.reshape(len(positions), n_vectors, *values.shape[1:])
+                    cosines = csc.pairwise_abs_cosine(per_image)
+                    l = layers.index(layer_name)
+                    fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(cosines)
+
+        # While one call propagates (TF), the statistics of the previous call's results (NumPy) run in
+        # one thread and the next call is traced (Python) in another: TF and NumPy release the GIL,
+        # so the cores stay busy. At most two calls' results are alive. The statistics of the last
+        # call, which nothing else overlaps, are split by injection over all statistics threads.
         workers = ThreadPoolExecutor(max_workers=STATISTICS_THREADS)
+        tracer = ThreadPoolExecutor(max_workers=1)
         try:
+            traced = prepare(0)  # while the vectors are drawn
+            injected = _injected_vectors(inputs, positions, injection_layers, shapes, n_vectors, seed)
             pending = []
-            for m, spec in enumerate(specs):
-                for group in groups:  # one call (one forward pass, one trace) for a whole group
-                    propagated = pool.get(spec).propagate_from_layers(x, {name: injected[name] for name in group})
-                    for future in pending:
-                        future.result()
-                    pending = [workers.submit(statistics, m, injection_layers.index(name), propagated[name])
-                               for name in group]
-                    del propagated
+            for index, (m, spec, group) in enumerate(calls):
+                traced.result()  # a method that cannot propagate fails here, before its call
+                if index + 1 < len(calls):
+                    traced = prepare(index + 1)
+                propagated = pool.get(spec).propagate_from_layers(x, {name: injected[name] for name in group})
+                for future in pending:
+                    future.result()
+                jobs = [[name] for name in group] if index + 1 == len(calls) else [list(group)]
+                pending = [workers.submit(statistics, m, names, propagated) for names in jobs]
+                del propagated
             for future in pending:
                 future.result()
-        finally:  # on an error or an interrupt, drop the queued statistics instead of waiting for them
+        finally:  # on an error or an interrupt, drop the queued work instead of waiting for it
+            tracer.shutdown(wait=True, cancel_futures=True)
             workers.shutdown(wait=True, cancel_futures=True)
         return [{"fine": fine[row], "coarse": coarse[row]} for row in range(len(positions))]
 
@@ -374,8 +385,21 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                      channels, len(stored))
 
 
-#: Threads computing CSC statistics while the next method propagates.
-STATISTICS_THREADS = 1
+def _injected_vectors(inputs: ExperimentInputs, positions, injection_layers, shapes: dict, n_vectors: int,
+                      seed: int) -> dict:
+    """Layer -> the N(0, I) vectors injected there, (images * vectors, *shape), image-major: drawn
+    from ``image_rng(seed, index)`` of each image, in the order of ``injection_layers``."""
+    vectors = {name: [] for name in injection_layers}
+    for position in positions:
+        rng = image_rng(seed, inputs.indices[position])
+        for name in injection_layers:
+            vectors[name].append(rng.standard_normal((n_vectors, *shapes[name])).astype(np.float32))
+    return {name: np.concatenate(vectors[name]) for name in injection_layers}
+
+
+#: Threads computing CSC statistics: one while a call propagates (a second one slowed the propagation
+#: as much as it gained), all of them on the last call's results.
+STATISTICS_THREADS = 2
 #: Most bytes the propagated vectors of one call may take (float32): injections are grouped under it.
 INJECTION_GROUP_BYTES = 1 << 30
 

@@ -330,6 +330,11 @@ class WorkerAnalyzer:
         return {name: self.propagate_from(x, name, relevance)
                 for name, relevance in injections(relevances, self.layer_names, self.model.name)}
 
+    def prepare_propagate_from_layers(self, x, relevances: dict) -> None:
+        """Nothing to do ahead: the worker builds its graphs on the first request (they depend on the
+        weights it receives with that request)."""
+        injections(relevances, self.layer_names, self.model.name)  # the same errors as the call
+
     propagate_from.__doc__ = NativeAnalyzer.propagate_from.__doc__
 
     @property

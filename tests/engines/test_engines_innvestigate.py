@@ -174,6 +174,14 @@ def test_propagate_from_layers_with_k_vectors_per_sample_matches_native(nets):
         assert relative_error(native[layer]["input"], theirs[layer]["input"]) <= TOLERANCE, layer
 
 
+def test_prepare_propagate_from_layers_of_a_worker_engine_only_checks_the_layers(nets):
+    model, x = nets["cifar"]
+    analyzer = keras_xai.create_analyzer("gradient", model, engine="innvestigate")
+    assert analyzer.prepare_propagate_from_layers(x, {"fc6": np.zeros((len(x), 10), np.float32)}) is None
+    with pytest.raises(ValueError, match="has no layer 'fc7'"):
+        analyzer.prepare_propagate_from_layers(x, {"fc7": np.zeros((len(x), 10), np.float32)})
+
+
 def _rect_grad_numpy(model, x, unit, percentile):
     """RectGrad on the native tests' dense net (fc1 with ReLU, fc2), in NumPy float64, as Kim et
     al.'s code computes it: tf.contrib's "nearest" percentile (values sorted high to low, the one at

@@ -218,6 +218,37 @@ def test_propagate_from_layers_equals_one_propagate_from_per_layer(cifar, method
     assert analyzer._engine._functions[both].experimental_get_tracing_count() == 1  # one trace for both
 
 
+@pytest.mark.parametrize("method", ["gradient", "deep_lift.rescale"])
+def test_prepare_propagate_from_layers_traces_the_call_ahead(cifar, method):
+    model, x = cifar
+    rng = np.random.default_rng(6)
+    injected = {"fc6": rng.normal(size=(4, 10)).astype(np.float32),  # two vectors per sample
+                "conv3": rng.normal(size=(2, *model.get_layer("conv3").output_shape[1:])).astype(np.float32)}
+    analyzer = keras_xai.create_analyzer(method, model)
+    # Only the shapes matter: zero views of the vectors' shape trace the same pass.
+    analyzer.prepare_propagate_from_layers(x, {name: np.broadcast_to(np.float32(0), v.shape)
+                                               for name, v in injected.items()})
+    key = ("inject", tuple(analyzer._model.layer_steps[n] for n in ("fc6", "conv3")), (2, 1))
+    compiled = analyzer._engine._functions[key]
+    assert compiled.experimental_get_tracing_count() == 1
+    prepared = analyzer.propagate_from_layers(x, injected)
+    assert compiled.experimental_get_tracing_count() == 1  # the call reused the trace
+    fresh = keras_xai.create_analyzer(method, model).propagate_from_layers(x, injected)
+    for name in injected:
+        for layer, values in fresh[name].items():
+            np.testing.assert_array_equal(prepared[name][layer], values, err_msg=f"{name} {layer}")
+
+
+def test_prepare_propagate_from_layers_checks_its_arguments(cifar):
+    model, x = cifar
+    analyzer = keras_xai.create_analyzer("gradient", model)
+    with pytest.raises(ValueError, match="has no layer 'fc7'"):
+        analyzer.prepare_propagate_from_layers(x, {"fc7": np.zeros((2, 10))})
+    with pytest.raises(ValueError, match="relevance"):
+        analyzer.prepare_propagate_from_layers(x, {"fc6": np.zeros((3, 10))})  # 3 vectors for 2 samples
+    assert not analyzer._engine._functions  # nothing traced
+
+
 def test_propagate_from_layers_rejects_bad_requests(cifar):
     model, x = cifar
     analyzer = keras_xai.create_analyzer("gradient", model)

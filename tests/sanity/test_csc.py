@@ -38,6 +38,19 @@ def test_pairwise_abs_cosine_matches_a_loop(layer_shape):
     assert len(csc.csc_per_location(paths)) == np.isfinite(expected).sum()
 
 
+@pytest.mark.parametrize("block_bytes", [10 ** 9, 3 * 5 * 16 * 8, 5 * 16 * 8 * 2, 1])
+def test_pairwise_abs_cosine_is_the_same_in_blocks(monkeypatch, block_bytes):
+    # Blocks of whole images, of one image each, of a few locations, of one location.
+    paths = np.random.default_rng(2).standard_normal((4, 5, 3, 3, 16)).astype(np.float32)
+    paths[2, 1, 1, 1] = 0.0
+    expected = naive_abs_cosine(paths.astype(np.float64))
+    monkeypatch.setattr(csc, "COSINE_BLOCK_BYTES", block_bytes)
+    ours = csc.pairwise_abs_cosine(paths)
+    np.testing.assert_allclose(ours, expected, rtol=1e-13, atol=1e-15, equal_nan=True)
+    monkeypatch.setattr(csc, "COSINE_BLOCK_BYTES", 10 ** 9)
+    np.testing.assert_array_equal(ours, csc.pairwise_abs_cosine(paths))  # bit for bit
+
+
 def test_aligned_paths_have_csc_one():
     direction = np.random.default_rng(1).standard_normal((6, 6, 8))
     scales = np.array([1.0, -2.0, 0.5, 3.0, -0.1])

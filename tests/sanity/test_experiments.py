@@ -100,6 +100,19 @@ def test_csc_statistics_errors_reach_the_caller(model, inputs, monkeypatch):
         experiments.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc5"], n_vectors=2, progress=False)
 
 
+def test_csc_errors_of_the_tracing_ahead_reach_the_caller(model, inputs, monkeypatch):
+    calls = []
+
+    def broken(self, x, relevances):  # the second method's trace, made while the first one runs
+        calls.append(self)
+        if len(calls) == 2:
+            raise RuntimeError("broken trace")
+    monkeypatch.setattr(keras_xai.analyzer.NativeAnalyzer, "prepare_propagate_from_layers", broken)
+    with pytest.raises(RuntimeError, match="broken trace"):
+        experiments.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc5"], n_vectors=2, progress=False)
+    assert len(calls) == 2
+
+
 def test_runs_resume_and_recompute_damaged_files(model, inputs, tmp_path):
     logged = []
     first = experiments.random_logit(model, inputs, SPECS[:2], seed=1, out=tmp_path, progress=False, log=logged.append)
