@@ -48,7 +48,9 @@ at the layer to the injected vector (the paper's CSC). :meth:`DeepLiftAnalyzer.c
 ``deeplift`` worker engine has the same four methods, with the same meaning).
 
 Speed (the results differ from deeplift's in rounding only): the forward pass runs on the batch
-and the reference together, a reference shared by all samples only once; where the two multipliers
+and the reference together, a reference shared by all samples only once; each step's difference
+from the reference, Rescale's factor and RevealCancel's ratios are computed once, in the forward state
+(:class:`StepState`), and reused by the backward rules; where the two multipliers
 are the same tensor (the head, every Rescale multiplier, every input of a linear layer) rules
 compute with one (``W+^T m + W-^T m = W^T m``); otherwise the linear rule needs three transposed
 products, not five (the four sign combinations sum to ``W^T (m+ + m-)``). The contributions are
@@ -59,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -92,11 +95,22 @@ def _same(pair) -> bool:
 
 # --- the forward state: positive and negative contributions of every step ------------------------
 
+class StepState(NamedTuple):
+    """DeepLIFT's forward state of a step's output. What the backward rules need is computed here
+    once per pass (ops to trace and elementwise work: differences were computed up to three times,
+    the activations' factors twice)."""
+
+    positive: tf.Tensor  # c+, the positive contributions
+    negative: tf.Tensor  # c-
+    difference: tf.Tensor  # y(x) - y(x0)
+    factor: Optional[tf.Tensor] = None  # Rescale at an activation: dy / dx
+    ratios: Optional[tuple] = None  # RevealCancel at an activation: (c+_out / c+_in, c-_out / c-_in)
+
+
+
 def _reveal_cancel_contributions(function, reference_input, at_reference, positive, negative):
-    """RevealCancel's split of an activation's difference (deeplift's order of additions);
-    ``at_reference`` is ``function(reference_input)``."""
-    positive = pseudocount_near_zero(positive)
-    negative = pseudocount_near_zero(negative)
+    """RevealCancel's split of an activation's difference (deeplift's order of additions), from the
+    input's contributions after the pseudocount; ``at_reference`` is ``function(reference_input)``."""
     both_negative_first = function(reference_input + negative + positive)
     both_positive_first = function(reference_input + positive + negative)
     with_positive = function(reference_input + positive)
@@ -110,7 +124,7 @@ def _rescale_factor(step, reference_input, reference_output, difference_in, diff
     """``dy / dx``, or the gradient at the reference where ``|dx| < 1e-7``."""
     near = tf.abs(difference_in) < NEAR_ZERO
     gradient = step.operation.vjp([reference_input], reference_output, tf.ones_like(reference_output))[0]
-    return tf.where(near, gradient, difference_out / tf.where(near, tf.ones_like(difference_in), difference_in))
+    return tf.where(near, gradient, difference_out / tf.where(near, tf.ones((), difference_in.dtype), difference_in))
 
 
 def _is_identity(step) -> bool:
@@ -148,34 +162,39 @@ class DeepLiftPass(ReferencePass):
     def with_report(self, report: str) -> "DeepLiftPass":
         return DeepLiftPass(self.reference, self.nonlinear_mode, report)
 
-    def state(self, step, inputs, reference_inputs, output, reference_output, input_states):
+    def state(self, step, inputs, reference_inputs, output, reference_output, input_states) -> StepState:
+        difference = output - reference_output
         kind = step.kind
         if kind in ("input", "max_pooling"):
-            return split_by_sign(output - reference_output)
+            return StepState(*split_by_sign(difference), difference)
         operation = step.operation
         if kind in ("dense", "conv2d"):
-            positive, negative = split_by_sign(inputs[0] - reference_inputs[0])
+            positive, negative = split_by_sign(input_states[0].difference)
             # All four products (not dz minus the first two): contributions that are exactly zero
             # must stay zero, since RevealCancel's pseudocount takes the sign of a near-zero value.
-            return _signed_products(operation, positive, negative)
+            return StepState(*_signed_products(operation, positive, negative), difference)
         if kind == "add":
-            parts = [split_by_sign(x - r) for x, r in zip(inputs, reference_inputs)]
-            return tf.add_n([p for p, _ in parts]), tf.add_n([n for _, n in parts])
+            parts = [split_by_sign(state.difference) for state in input_states]
+            return StepState(tf.add_n([p for p, _ in parts]), tf.add_n([n for _, n in parts]), difference)
         if kind == "batch_norm":
-            positive, negative = input_states[0]
-            return _signed_products(operation, positive, negative)
+            return StepState(*_signed_products(operation, input_states[0].positive, input_states[0].negative),
+                             difference)
         if kind == "activation":
-            positive, negative = input_states[0]
+            positive, negative = input_states[0].positive, input_states[0].negative
             if _is_identity(step):
-                return positive, negative
+                return StepState(positive, negative, difference)
             if self.nonlinear_mode == "reveal_cancel":
-                return _reveal_cancel_contributions(lambda v: operation.forward([v]), reference_inputs[0],
-                                                    reference_output, positive, negative)
-            factor = _rescale_factor(step, reference_inputs[0], reference_output,
-                                     inputs[0] - reference_inputs[0], output - reference_output)
-            return positive * factor, negative * factor
+                positive, negative = pseudocount_near_zero(positive), pseudocount_near_zero(negative)
+                new_positive, new_negative = _reveal_cancel_contributions(
+                    lambda v: operation.forward([v]), reference_inputs[0], reference_output, positive, negative)
+                return StepState(new_positive, new_negative, difference,
+                                 ratios=(new_positive / positive, new_negative / negative))
+            factor = _rescale_factor(step, reference_inputs[0], reference_output, input_states[0].difference,
+                                     difference)
+            return StepState(positive * factor, negative * factor, difference, factor)
         # Pooling by averages and layers that move values: the layer applied to each part.
-        return (operation.forward([s[0] for s in input_states]), operation.forward([s[1] for s in input_states]))
+        return StepState(operation.forward([s.positive for s in input_states]),
+                         operation.forward([s.negative for s in input_states]), difference)
 
     def start(self, relevance):
         return (relevance, relevance)
@@ -185,10 +204,10 @@ class DeepLiftPass(ReferencePass):
             return tf.zeros_like(output)
         positive, negative = relevance
         if self.report_kind == "contributions" or step.index == 0:
-            return positive * state[0] + negative * state[1]
+            return positive * state.positive + negative * state.negative
         if positive is negative:
             return positive
-        difference = output - reference_output
+        difference = state.difference
         return tf.where(difference > 0, positive, tf.where(difference < 0, negative, 0.5 * (positive + negative)))
 
 
@@ -233,9 +252,9 @@ class DeepLiftLinearRule(Rule):
         cross = [b - a for a, b in zip(same_sign, both)]
         at_zero = [0.5 * b for b in both]
         results = []
-        for index, (x, x0) in enumerate(zip(inputs, reference.inputs)):
+        for index, state in enumerate(reference.input_states):
             # deeplift sums the three cases times 0/1 masks; selecting gives the same numbers.
-            difference = x - x0
+            difference = state.difference
             increment = tf.where(difference > 0, same_sign[index],
                                  tf.where(difference < 0, cross[index], at_zero[index]))
             results.append((increment, increment))
@@ -305,15 +324,20 @@ class DeepLiftActivationRule(Rule):
         if _is_identity(step):
             return [relevance]
         if self.mode == "rescale":
-            factor = _rescale_factor(step, reference.inputs[0], reference.output,
-                                     inputs[0] - reference.inputs[0], output - reference.output)
+            factor = reference.state.factor  # computed for the forward contributions
+            if factor is None:  # a pass in RevealCancel mode: the rule's own Rescale factor
+                factor = _rescale_factor(step, reference.inputs[0], reference.output,
+                                         reference.input_states[0].difference, reference.state.difference)
             if _same(relevance):
                 both = factor * positive
                 return [(both, both)]
             return [(factor * positive, factor * negative)]
-        (in_positive, in_negative), (out_positive, out_negative) = reference.input_states[0], reference.state
-        return [(out_positive / pseudocount_near_zero(in_positive) * positive,
-                 out_negative / pseudocount_near_zero(in_negative) * negative)]
+        ratios = reference.state.ratios  # computed with the forward contributions
+        if ratios is None:  # a pass in Rescale mode: the rule's own ratios
+            before, after = reference.input_states[0], reference.state
+            ratios = (after.positive / pseudocount_near_zero(before.positive),
+                      after.negative / pseudocount_near_zero(before.negative))
+        return [(ratios[0] * positive, ratios[1] * negative)]
 
 
 def deep_lift_recipe(reference, nonlinear_mode: str, ablation: bool) -> Recipe:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 import keras_xai
-from keras_xai.deeplift import DeepLiftBatchNormRule, DeepLiftLinearRule
+from keras_xai.deeplift import DeepLiftBatchNormRule, DeepLiftLinearRule, StepState, split_by_sign
 from keras_xai.engine import ReferenceContext
 from native_test_models import cifar_net_logits, randomize
 from numpy_deeplift import NumpyDeepLift, chain_weights, np_linear_rule
@@ -158,7 +158,8 @@ def test_linear_step_equals_equation_13(kind, ablation):
 
     def t(v):
         return tf.constant(v, tf.float64)
-    context = ReferenceContext([t(x0)], None, [None], None)
+    difference = t(x) - t(x0)  # the input's forward state carries it
+    context = ReferenceContext([t(x0)], None, [StepState(*split_by_sign(difference), difference)], None)
     (got_pos, got_neg), = DeepLiftLinearRule(ablation)(step, [t(x)], None, (t(m_pos), t(m_neg)), context)
     W = _dense_matrix_of(layer, x.shape[1:])
     expected_pos, expected_neg = np_linear_rule(W, (x - x0).reshape(3, -1), m_pos.reshape(3, -1),
