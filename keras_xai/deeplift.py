@@ -100,8 +100,8 @@ class StepState(NamedTuple):
     once per pass (ops to trace and elementwise work: differences were computed up to three times,
     the activations' factors twice)."""
 
-    positive: tf.Tensor  # c+, the positive contributions
-    negative: tf.Tensor  # c-
+    positive: Optional[tf.Tensor]  # c+, the positive contributions (None where nothing needs them)
+    negative: Optional[tf.Tensor]  # c-
     difference: tf.Tensor  # y(x) - y(x0)
     factor: Optional[tf.Tensor] = None  # Rescale at an activation: dy / dx
     ratios: Optional[tuple] = None  # RevealCancel at an activation: (c+_out / c+_in, c-_out / c-_in)
@@ -158,6 +158,8 @@ class DeepLiftPass(ReferencePass):
         self.reference = reference
         self.nonlinear_mode = nonlinear_mode
         self.report_kind = report
+        # Rescale's multipliers need the contributions of the input only (a third fewer ops to trace).
+        self.contributions_needed = nonlinear_mode == "reveal_cancel" or report == "contributions"
 
     def with_report(self, report: str) -> "DeepLiftPass":
         return DeepLiftPass(self.reference, self.nonlinear_mode, report)
@@ -165,9 +167,15 @@ class DeepLiftPass(ReferencePass):
     def state(self, step, inputs, reference_inputs, output, reference_output, input_states) -> StepState:
         difference = output - reference_output
         kind = step.kind
-        if kind in ("input", "max_pooling"):
+        if kind == "input" or (kind == "max_pooling" and self.contributions_needed):
             return StepState(*split_by_sign(difference), difference)
         operation = step.operation
+        if not self.contributions_needed:
+            factor = None
+            if kind == "activation" and not _is_identity(step):
+                factor = _rescale_factor(step, reference_inputs[0], reference_output, input_states[0].difference,
+                                         difference)
+            return StepState(None, None, difference, factor)
         if kind in ("dense", "conv2d"):
             positive, negative = split_by_sign(input_states[0].difference)
             # All four products (not dz minus the first two): contributions that are exactly zero
