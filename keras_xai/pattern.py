@@ -497,9 +497,9 @@ class PatternAnalyzer(NativeAnalyzer):
         self._require_patterns()
         return super().relevances(x, neuron_selection)
 
-    def propagate_from_layers(self, x, relevances: dict) -> dict:
+    def propagate_from_layers(self, x, relevances: dict, copy: bool = True) -> dict:
         self._require_patterns()  # propagate_from goes through here too
-        return super().propagate_from_layers(x, relevances)
+        return super().propagate_from_layers(x, relevances, copy)
 
     def prepare_propagate_from_layers(self, x, relevances: dict) -> None:
         self._require_patterns()

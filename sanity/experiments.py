@@ -364,7 +364,8 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                 traced.result()  # a method that cannot propagate fails here, before its call
                 if index + 1 < len(calls):
                     traced = prepare(index + 1)
-                propagated = pool.get(spec).propagate_from_layers(x, {name: injected[name] for name in group})
+                propagated = pool.get(spec).propagate_from_layers(x, {name: injected[name] for name in group},
+                                                                  copy=False)  # the statistics only read
                 for future in pending:
                     future.result()
                 jobs = [[name] for name in group] if index + 1 == len(calls) else [list(group)]

@@ -324,9 +324,10 @@ class WorkerAnalyzer:
             np.ndim(value) == len(self.input_shape) and np.shape(value)[0] == batch_size
             for value in self.params.values() if isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) > 0)
 
-    def propagate_from_layers(self, x, relevances: dict) -> dict:
+    def propagate_from_layers(self, x, relevances: dict, copy: bool = True) -> dict:
         """:meth:`propagate_from` at every layer of ``relevances`` (layer -> vectors), one request each
-        (the worker runs a forward pass per request, on each sample repeated for its vectors)."""
+        (the worker runs a forward pass per request, on each sample repeated for its vectors). The
+        arrays are always this process's own (``copy`` is accepted for the native engine's API)."""
         return {name: self.propagate_from(x, name, relevance)
                 for name, relevance in injections(relevances, self.layer_names, self.model.name)}
 

@@ -239,6 +239,22 @@ def test_prepare_propagate_from_layers_traces_the_call_ahead(cifar, method):
             np.testing.assert_array_equal(prepared[name][layer], values, err_msg=f"{name} {layer}")
 
 
+@pytest.mark.parametrize("method", ["gradient", "input_t_gradient", "integrated_gradients"])
+def test_propagate_from_layers_without_copies_gives_the_same_arrays_read_only(cifar, method):
+    model, x = cifar
+    params = {"steps": 3} if method == "integrated_gradients" else {}
+    analyzer = keras_xai.create_analyzer(method, model, **params)
+    injected = {"fc5": np.random.default_rng(7).normal(size=(4, 1024)).astype(np.float32)}
+    copied = analyzer.propagate_from_layers(x, injected)["fc5"]
+    viewed = analyzer.propagate_from_layers(x, injected, copy=False)["fc5"]
+    assert set(copied) == set(viewed)
+    for layer, values in copied.items():
+        np.testing.assert_array_equal(viewed[layer], values, err_msg=layer)
+        assert values.flags.writeable  # the default: the caller's own arrays
+    if method == "gradient":  # unchanged TF buffers: views (finished or averaged entries are new arrays)
+        assert not viewed["conv3"].flags.writeable
+
+
 def test_prepare_propagate_from_layers_checks_its_arguments(cifar):
     model, x = cifar
     analyzer = keras_xai.create_analyzer("gradient", model)
