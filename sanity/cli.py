@@ -95,8 +95,9 @@ def run_csc(setup, specs, args, out: Path) -> None:
     specs = [spec for spec in specs if spec.in_csc]
     result = experiments.cosine_similarity_convergence(setup.model, setup.inputs, specs, setup.injection_layers,
                                                        n_vectors=5, seed=args.seed, out=out / "per_image",
-                                                       engine=args.engine, chunk_size=max(1, args.chunk_size // 4),
-                                                       progress=not args.quiet)
+                                                       engine=args.engine, progress=not args.quiet,
+                                                       chunk_size=experiments.csc_chunk_size(
+                                                           setup.model, setup.injection_layers, 5, most=args.chunk_size))
     summaries = {m: {k: result.summary(m, k) for k in result.injection_layers} for m in result.methods}
     medians = {m: {k: {layer: s["median"] for layer, s in per_k.items()} for k, per_k in per_m.items()}
                for m, per_m in summaries.items()}
@@ -203,7 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of image choice, random classes, vectors, weights")
     parser.add_argument("--engine", default="native", help="keras_xai engine (native, innvestigate, deeplift)")
     parser.add_argument("--out", default="results/sanity", help="output folder")
-    parser.add_argument("--chunk-size", type=int, default=16, help="images per batch (lower it for VGG/ResNet)")
+    parser.add_argument("--chunk-size", type=int, default=16,
+                        help="images per batch (CSC: at most this many, fewer where one batch's results would pass 1 GiB; "
+                             "lower it for VGG/ResNet)")
     parser.add_argument("--repetitions", type=int, default=20, help="simulation: chains per variant (paper: 20)")
     parser.add_argument("--image", type=int, default=0, help="two-classes: position of the image among the chosen")
     parser.add_argument("--classes", type=lambda s: [int(c) for c in s.split(",")], default=None,

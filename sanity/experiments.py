@@ -306,16 +306,18 @@ def _layer_vector_size(shape: tuple) -> int:
 
 def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, specs: Sequence[MethodSpec],
                                   injection_layers: Sequence[str], n_vectors: int = 5, seed: int = 0, out=None,
-                                  engine: str = "native", chunk_size: int = 4, progress: bool = True,
+                                  engine: str = "native", chunk_size: int | None = None, progress: bool = True,
                                   log=print) -> CSCResult:
     """CSC (paper section 5): inject ``n_vectors`` N(0, I) vectors at each injection layer's output,
     propagate them down with every method, and collect |cos| between the propagated vectors of every
     pair at every lower layer (per location for feature maps). The same random vectors serve every
     method; they are drawn from ``image_rng(seed, i)`` in the order of ``injection_layers``.
+    ``chunk_size``: images per call (and per stored chunk); None: :func:`csc_chunk_size`.
     """
     injection_layers = list(injection_layers)
-    # Input names first: a Sequential model's InputLayer is not in model.layers.
-    layers = list(dict.fromkeys([*model.input_names, *(layer.name for layer in model.layers)]))
+    layers = _layer_names(model)
+    if chunk_size is None:
+        chunk_size = csc_chunk_size(model, injection_layers, n_vectors)
     shapes = {name: _output_shape(model, name) for name in injection_layers}
     pool = AnalyzerPool(model, inputs, engine)
     results = _results(out, "csc", _settings("csc", model, inputs, specs, seed, engine,
@@ -403,6 +405,27 @@ def _injected_vectors(inputs: ExperimentInputs, positions, injection_layers, sha
 STATISTICS_THREADS = 2
 #: Most bytes the propagated vectors of one call may take (float32): injections are grouped under it.
 INJECTION_GROUP_BYTES = 1 << 30
+
+
+def csc_chunk_size(model: keras.Model, injection_layers: Sequence[str], n_vectors: int = 5, most: int = 16) -> int:
+    """Images per CSC call: as many as keep the results of every injection (``n_vectors`` per image at
+    every layer below it, float32) within :data:`INJECTION_GROUP_BYTES`, from 1 to ``most``; ``most``
+    // 4 when layer sizes are only known at run time. The appendix-D net takes 16 (50 MNIST images, the
+    14 CSC methods but PatternNet's: 28-33 s, 32-33 s with 4 per call), VGG-16 one image per call."""
+    layers = _layer_names(model)
+    sizes = [_known_size(model, name) for name in layers]
+    per_image = 0
+    for name in injection_layers:
+        below = sizes[:layers.index(name) + 1] if name in layers else sizes
+        if None in below:
+            return max(1, most // 4)
+        per_image += 4 * n_vectors * sum(below)
+    return int(np.clip(INJECTION_GROUP_BYTES // max(1, per_image), 1, most))
+
+
+def _layer_names(model: keras.Model) -> list:
+    """Every layer's name, input names first (a Sequential model's InputLayer is not in model.layers)."""
+    return list(dict.fromkeys([*model.input_names, *(layer.name for layer in model.layers)]))
 
 
 def _injection_groups(model: keras.Model, layers: list, injection_layers: list, rows: int) -> list:

@@ -82,12 +82,12 @@ def test_csc_histograms_equal_direct_cosines(model, inputs):
 def test_csc_is_the_same_with_every_injection_in_its_own_call(model, inputs, monkeypatch):
     layers = ["fc6", "fc5", "conv4", "conv2"]
     together = experiments.cosine_similarity_convergence(model, inputs, SPECS[2:], layers, n_vectors=3, seed=5,
-                                                         progress=False)
+                                                         chunk_size=4, progress=False)
     assert experiments._injection_groups(model, together.layers, layers, 12) == [layers]
     monkeypatch.setattr(experiments, "INJECTION_GROUP_BYTES", 0)
     assert experiments._injection_groups(model, together.layers, layers, 12) == [[name] for name in layers]
     alone = experiments.cosine_similarity_convergence(model, inputs, SPECS[2:], layers, n_vectors=3, seed=5,
-                                                      progress=False)
+                                                      chunk_size=4, progress=False)  # the same images per call
     np.testing.assert_array_equal(together.fine, alone.fine)
     np.testing.assert_array_equal(together.coarse, alone.coarse)
 
@@ -111,6 +111,19 @@ def test_csc_errors_of_the_tracing_ahead_reach_the_caller(model, inputs, monkeyp
     with pytest.raises(RuntimeError, match="broken trace"):
         experiments.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc5"], n_vectors=2, progress=False)
     assert len(calls) == 2
+
+
+def test_csc_chunk_size_fits_the_results_budget(model, monkeypatch):
+    layers = ["fc5", "conv4"]
+    assert experiments.csc_chunk_size(model, layers, 5) == 16  # the small net: capped
+    assert experiments.csc_chunk_size(model, layers, 5, most=3) == 3
+    names = experiments._layer_names(model)
+    sizes = [experiments._known_size(model, name) for name in names]
+    per_image = 4 * 5 * sum(sum(sizes[:names.index(name) + 1]) for name in layers)
+    monkeypatch.setattr(experiments, "INJECTION_GROUP_BYTES", 3 * per_image + 1)
+    assert experiments.csc_chunk_size(model, layers, 5) == 3
+    monkeypatch.setattr(experiments, "INJECTION_GROUP_BYTES", per_image - 1)
+    assert experiments.csc_chunk_size(model, layers, 5) == 1  # never fewer than one image
 
 
 def test_runs_resume_and_recompute_damaged_files(model, inputs, tmp_path):
