@@ -344,13 +344,17 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
         def statistics(m, names, propagated):
             for name in names:
                 k = injection_layers.index(name)
+                done = {}  # buffer -> layer: LRP's relevance is one tensor at a conv and its ReLU
                 for layer_name, values in propagated[name].items():
                     values = np.asarray(values)
                     channels[layer_name] = _layer_vector_size(values.shape[1:])
+                    l, buffer = layers.index(layer_name), _buffer(values)
+                    if buffer in done:
+                        fine[:, m, k, l], coarse[:, m, k, l] = fine[:, m, k, done[buffer]], coarse[:, m, k, done[buffer]]
+                        continue
                     per_image = values.reshape(len(positions), n_vectors, *values.shape[1:])
-                    cosines = csc.pairwise_abs_cosine(per_image)
-                    l = layers.index(layer_name)
-                    fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(cosines)
+                    fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(csc.pairwise_abs_cosine(per_image))
+                    done[buffer] = l
 
         # While one call propagates (TF), the statistics of the previous call's results (NumPy) run in
         # one thread and the next call is traced (Python) in another: TF and NumPy release the GIL,
@@ -386,6 +390,11 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
     return CSCResult([s.label for s in specs], injection_layers, layers,
                      np.sum([r["fine"] for r in stored], axis=0), np.sum([r["coarse"] for r in stored], axis=0),
                      channels, len(stored))
+
+
+def _buffer(array: np.ndarray) -> tuple:
+    """What makes two arrays the same values: memory, shape, strides, dtype (no comparison of values)."""
+    return array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.str
 
 
 def _injected_vectors(inputs: ExperimentInputs, positions, injection_layers, shapes: dict, n_vectors: int,

@@ -79,6 +79,25 @@ def test_csc_histograms_equal_direct_cosines(model, inputs):
     assert result.channels["conv2"] == 64
 
 
+def test_csc_statistics_shared_between_layers_with_one_relevance_tensor(model, inputs):
+    # LRP passes relevance through ReLUs: a conv layer and its ReLU report the same tensor, whose
+    # statistics are computed once; every layer must still equal a direct computation.
+    spec = methods.by_label(["LRP-z"])[0]
+    result = experiments.cosine_similarity_convergence(model, inputs, [spec], ["fc5"], n_vectors=3, seed=4,
+                                                       progress=False)
+    analyzer = keras_xai.create_analyzer(spec.analyzer, model, **spec.parameters((0.0, 1.0)))
+    expected = {}
+    for position, index in enumerate(inputs.indices):
+        vectors = experiments.image_rng(4, index).standard_normal((3, 1024)).astype("float32")
+        x = np.repeat(inputs.images[position:position + 1], 3, axis=0)
+        for layer, paths in analyzer.propagate_from(x, "fc5", vectors).items():
+            expected[layer] = expected.get(layer, 0) + csc.histograms(csc.pairwise_abs_cosine(paths[None]))[0]
+    shared = [a for a, b in zip(result.layers, result.layers[1:]) if a.startswith("conv") and b.startswith("relu")]
+    assert shared  # the model has conv -> ReLU pairs
+    for layer, fine in expected.items():
+        np.testing.assert_array_equal(result.fine[0, 0, result.layers.index(layer)], fine, err_msg=layer)
+
+
 def test_csc_is_the_same_with_every_injection_in_its_own_call(model, inputs, monkeypatch):
     layers = ["fc6", "fc5", "conv4", "conv2"]
     together = experiments.cosine_similarity_convergence(model, inputs, SPECS[2:], layers, n_vectors=3, seed=5,
