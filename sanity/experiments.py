@@ -400,13 +400,15 @@ def _buffer(array: np.ndarray) -> tuple:
 def _injected_vectors(inputs: ExperimentInputs, positions, injection_layers, shapes: dict, n_vectors: int,
                       seed: int) -> dict:
     """Layer -> the N(0, I) vectors injected there, (images * vectors, *shape), image-major: drawn
-    from ``image_rng(seed, index)`` of each image, in the order of ``injection_layers``."""
-    vectors = {name: [] for name in injection_layers}
-    for position in positions:
+    from ``image_rng(seed, index)`` of each image, in the order of ``injection_layers`` (images in
+    two threads: NumPy's generators release the GIL; 0.12 -> 0.07 s for 20 MNIST images)."""
+    def draw(position):
         rng = image_rng(seed, inputs.indices[position])
-        for name in injection_layers:
-            vectors[name].append(rng.standard_normal((n_vectors, *shapes[name])).astype(np.float32))
-    return {name: np.concatenate(vectors[name]) for name in injection_layers}
+        return [rng.standard_normal((n_vectors, *shapes[name])).astype(np.float32) for name in injection_layers]
+
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        per_image = list(threads.map(draw, positions))
+    return {name: np.concatenate([drawn[k] for drawn in per_image]) for k, name in enumerate(injection_layers)}
 
 
 #: Threads computing CSC statistics: one while a call propagates (a second one slowed the propagation
