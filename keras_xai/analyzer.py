@@ -310,7 +310,8 @@ class NativeAnalyzer:
     def prepare_propagate_from_layers(self, x, relevances: dict) -> None:
         """Compile (trace) the pass :meth:`propagate_from_layers` runs for these arguments (only their
         shapes matter) without running it; the later call reuses it. A thread can do this while
-        another analyzer's pass runs: the CSC protocol traces the next method during the current one."""
+        another pass runs (of another analyzer, or of this one with other injections): the CSC
+        protocol traces the next call during the current one."""
         x = self._input(x)
         _, starts, _, per_sample = self._injections(relevances, len(x))
         self._engine.prepare_inject_many(starts, per_sample)

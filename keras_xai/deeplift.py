@@ -50,7 +50,8 @@ at the layer to the injected vector (the paper's CSC). :meth:`DeepLiftAnalyzer.c
 Speed (the results differ from deeplift's in rounding only): the forward pass runs on the batch
 and the reference together, a reference shared by all samples only once; each step's difference
 from the reference, Rescale's factor and RevealCancel's ratios are computed once, in the forward state
-(:class:`StepState`), and reused by the backward rules; where the two multipliers
+(:class:`StepState`), and reused by the backward rules (Rescale's multipliers need no contributions
+but the input's: none are traced); where the two multipliers
 are the same tensor (the head, every Rescale multiplier, every input of a linear layer) rules
 compute with one (``W+^T m + W-^T m = W^T m``); otherwise the linear rule needs three transposed
 products, not five (the four sign combinations sum to ``W^T (m+ + m-)``). The contributions are
@@ -93,7 +94,7 @@ def _same(pair) -> bool:
     return pair[0] is pair[1]
 
 
-# --- the forward state: positive and negative contributions of every step ------------------------
+# --- the forward state: differences, contributions and activation factors of every step ---------
 
 class StepState(NamedTuple):
     """DeepLIFT's forward state of a step's output. What the backward rules need is computed here
@@ -104,8 +105,13 @@ class StepState(NamedTuple):
     negative: Optional[tf.Tensor]  # c-
     difference: tf.Tensor  # y(x) - y(x0)
     factor: Optional[tf.Tensor] = None  # Rescale at an activation: dy / dx
-    ratios: Optional[tuple] = None  # RevealCancel at an activation: (c+_out / c+_in, c-_out / c-_in)
+    # RevealCancel at an activation: (c+_out / c+_in, c-_out / c-_in), c_in after the pseudocount
+    ratios: Optional[tuple] = None
 
+
+def _difference(state, x, x0):
+    """A step's ``y(x) - y(x0)``: from its :class:`StepState`, or computed (another pass's state)."""
+    return state.difference if isinstance(state, StepState) else x - x0
 
 
 def _reveal_cancel_contributions(function, reference_input, at_reference, positive, negative):
@@ -138,7 +144,10 @@ def _signed_products(operation, positive, negative) -> tuple:
 
 
 class DeepLiftPass(ReferencePass):
-    """DeepLIFT's additions to the engine: contributions forward, a multiplier pair backward.
+    """DeepLIFT's additions to the engine: a :class:`StepState` forward (differences, contributions,
+    activation factors), a multiplier pair backward. The contributions of steps after the input are
+    computed only where something needs them (``contributions_needed``): RevealCancel, and reports
+    of contributions; Rescale's multipliers need the input's alone.
 
     Parameters
     ----------
@@ -260,9 +269,9 @@ class DeepLiftLinearRule(Rule):
         cross = [b - a for a, b in zip(same_sign, both)]
         at_zero = [0.5 * b for b in both]
         results = []
-        for index, state in enumerate(reference.input_states):
+        for index, (state, x, x0) in enumerate(zip(reference.input_states, inputs, reference.inputs)):
             # deeplift sums the three cases times 0/1 masks; selecting gives the same numbers.
-            difference = state.difference
+            difference = _difference(state, x, x0)
             increment = tf.where(difference > 0, same_sign[index],
                                  tf.where(difference < 0, cross[index], at_zero[index]))
             results.append((increment, increment))
@@ -335,14 +344,18 @@ class DeepLiftActivationRule(Rule):
             factor = reference.state.factor  # computed for the forward contributions
             if factor is None:  # a pass in RevealCancel mode: the rule's own Rescale factor
                 factor = _rescale_factor(step, reference.inputs[0], reference.output,
-                                         reference.input_states[0].difference, reference.state.difference)
+                                         _difference(reference.input_states[0], inputs[0], reference.inputs[0]),
+                                         _difference(reference.state, output, reference.output))
             if _same(relevance):
                 both = factor * positive
                 return [(both, both)]
             return [(factor * positive, factor * negative)]
         ratios = reference.state.ratios  # computed with the forward contributions
-        if ratios is None:  # a pass in Rescale mode: the rule's own ratios
+        if ratios is None:
             before, after = reference.input_states[0], reference.state
+            if before.positive is None or after.positive is None:
+                raise ValueError(f"layer {step.describe()}: the RevealCancel rule needs the contributions of a "
+                                 "DeepLiftPass in 'reveal_cancel' mode (a 'rescale' pass computes none)")
             ratios = (after.positive / pseudocount_near_zero(before.positive),
                       after.negative / pseudocount_near_zero(before.negative))
         return [(ratios[0] * positive, ratios[1] * negative)]

@@ -95,9 +95,8 @@ def run_csc(setup, specs, args, out: Path) -> None:
     specs = [spec for spec in specs if spec.in_csc]
     result = experiments.cosine_similarity_convergence(setup.model, setup.inputs, specs, setup.injection_layers,
                                                        n_vectors=5, seed=args.seed, out=out / "per_image",
-                                                       engine=args.engine, progress=not args.quiet,
-                                                       chunk_size=experiments.csc_chunk_size(
-                                                           setup.model, setup.injection_layers, 5, most=args.chunk_size))
+                                                       engine=args.engine, most_per_chunk=args.chunk_size,
+                                                       progress=not args.quiet)
     summaries = {m: {k: result.summary(m, k) for k in result.injection_layers} for m in result.methods}
     medians = {m: {k: {layer: s["median"] for layer, s in per_k.items()} for k, per_k in per_m.items()}
                for m, per_m in summaries.items()}

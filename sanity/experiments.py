@@ -306,18 +306,19 @@ def _layer_vector_size(shape: tuple) -> int:
 
 def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, specs: Sequence[MethodSpec],
                                   injection_layers: Sequence[str], n_vectors: int = 5, seed: int = 0, out=None,
-                                  engine: str = "native", chunk_size: int | None = None, progress: bool = True,
-                                  log=print) -> CSCResult:
+                                  engine: str = "native", chunk_size: int | None = None, most_per_chunk: int = 16,
+                                  progress: bool = True, log=print) -> CSCResult:
     """CSC (paper section 5): inject ``n_vectors`` N(0, I) vectors at each injection layer's output,
     propagate them down with every method, and collect |cos| between the propagated vectors of every
     pair at every lower layer (per location for feature maps). The same random vectors serve every
     method; they are drawn from ``image_rng(seed, i)`` in the order of ``injection_layers``.
-    ``chunk_size``: images per call (and per stored chunk); None: :func:`csc_chunk_size`.
+    ``chunk_size``: images per call (and per stored chunk); None: :func:`csc_chunk_size`, at most
+    ``most_per_chunk``.
     """
     injection_layers = list(injection_layers)
     layers = _layer_names(model)
     if chunk_size is None:
-        chunk_size = csc_chunk_size(model, injection_layers, n_vectors)
+        chunk_size = csc_chunk_size(model, injection_layers, n_vectors, most_per_chunk)
     shapes = {name: _output_shape(model, name) for name in injection_layers}
     pool = AnalyzerPool(model, inputs, engine)
     results = _results(out, "csc", _settings("csc", model, inputs, specs, seed, engine,
@@ -344,17 +345,20 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
         def statistics(m, names, propagated):
             for name in names:
                 k = injection_layers.index(name)
-                done = {}  # buffer -> layer: LRP's relevance is one tensor at a conv and its ReLU
+                # buffer -> (layer, array): LRP's relevance is one tensor at a conv and its ReLU. The
+                # array is kept so that its memory cannot serve another array meanwhile.
+                done = {}
                 for layer_name, values in propagated[name].items():
                     values = np.asarray(values)
                     channels[layer_name] = _layer_vector_size(values.shape[1:])
                     l, buffer = layers.index(layer_name), _buffer(values)
                     if buffer in done:
-                        fine[:, m, k, l], coarse[:, m, k, l] = fine[:, m, k, done[buffer]], coarse[:, m, k, done[buffer]]
+                        same = done[buffer][0]
+                        fine[:, m, k, l], coarse[:, m, k, l] = fine[:, m, k, same], coarse[:, m, k, same]
                         continue
                     per_image = values.reshape(len(positions), n_vectors, *values.shape[1:])
                     fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(csc.pairwise_abs_cosine(per_image))
-                    done[buffer] = l
+                    done[buffer] = (l, values)
 
         # While one call propagates (TF), the statistics of the previous call's results (NumPy) run in
         # one thread and the next call is traced (Python) in another: TF and NumPy release the GIL,
@@ -393,7 +397,7 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
 
 
 def _buffer(array: np.ndarray) -> tuple:
-    """What makes two arrays the same values: memory, shape, strides, dtype (no comparison of values)."""
+    """What makes two arrays the same values while both are alive: memory, shape, strides, dtype."""
     return array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.str
 
 
@@ -425,13 +429,17 @@ def csc_chunk_size(model: keras.Model, injection_layers: Sequence[str], n_vector
     14 CSC methods but PatternNet's: 28-33 s, 32-33 s with 4 per call), VGG-16 one image per call."""
     layers = _layer_names(model)
     sizes = [_known_size(model, name) for name in layers]
-    per_image = 0
-    for name in injection_layers:
-        below = sizes[:layers.index(name) + 1] if name in layers else sizes
-        if None in below:
-            return max(1, most // 4)
-        per_image += 4 * n_vectors * sum(below)
-    return int(np.clip(INJECTION_GROUP_BYTES // max(1, per_image), 1, most))
+    per_row = [_bytes_per_row(sizes, layers, name) for name in injection_layers]
+    if None in per_row:
+        return max(1, most // 4)
+    return max(1, min(most, INJECTION_GROUP_BYTES // max(1, n_vectors * sum(per_row))))
+
+
+def _bytes_per_row(sizes: list, layers: list, injection: str):
+    """float32 bytes of one injected vector's results (every layer at or below ``injection``); None
+    if a size is only known at run time."""
+    below = sizes[:layers.index(injection) + 1] if injection in layers else sizes
+    return None if None in below else 4 * sum(below)
 
 
 def _layer_names(model: keras.Model) -> list:
@@ -446,9 +454,9 @@ def _injection_groups(model: keras.Model, layers: list, injection_layers: list, 
     sizes = [_known_size(model, name) for name in layers]
     groups, used = [], 0
     for name in injection_layers:
-        below = sizes[:layers.index(name) + 1] if name in layers else sizes
+        per_row = _bytes_per_row(sizes, layers, name)
         # A layer whose size is only known at run time: its injection goes alone.
-        needed = 4 * rows * sum(below) if None not in below else INJECTION_GROUP_BYTES + 1
+        needed = rows * per_row if per_row is not None else INJECTION_GROUP_BYTES + 1
         if groups and used + needed <= INJECTION_GROUP_BYTES:
             groups[-1].append(name)
             used += needed

@@ -14,7 +14,8 @@ import tensorflow as tf
 from tensorflow import keras
 
 import keras_xai
-from keras_xai.deeplift import DeepLiftBatchNormRule, DeepLiftLinearRule, StepState, split_by_sign
+from keras_xai.deeplift import (DeepLiftActivationRule, DeepLiftBatchNormRule, DeepLiftLinearRule, DeepLiftPass,
+                                StepState, split_by_sign)
 from keras_xai.engine import ReferenceContext
 from native_test_models import cifar_net_logits, randomize
 from numpy_deeplift import NumpyDeepLift, chain_weights, np_linear_rule
@@ -161,6 +162,11 @@ def test_linear_step_equals_equation_13(kind, ablation):
     difference = t(x) - t(x0)  # the input's forward state carries it
     context = ReferenceContext([t(x0)], None, [StepState(*split_by_sign(difference), difference)], None)
     (got_pos, got_neg), = DeepLiftLinearRule(ablation)(step, [t(x)], None, (t(m_pos), t(m_neg)), context)
+    # Another pass's state (no StepState): the rule computes the difference itself.
+    other = ReferenceContext([t(x0)], None, [None], None)
+    (other_pos, other_neg), = DeepLiftLinearRule(ablation)(step, [t(x)], None, (t(m_pos), t(m_neg)), other)
+    np.testing.assert_array_equal(other_pos.numpy(), got_pos.numpy())
+    np.testing.assert_array_equal(other_neg.numpy(), got_neg.numpy())
     W = _dense_matrix_of(layer, x.shape[1:])
     expected_pos, expected_neg = np_linear_rule(W, (x - x0).reshape(3, -1), m_pos.reshape(3, -1),
                                                 m_neg.reshape(3, -1), ablation)
@@ -375,3 +381,28 @@ def test_equals_deeplift_package(package_results, case, method, reference):
         assert set(their_injected[quantity]) <= set(our_injected[quantity])
         for name, value in their_injected[quantity].items():
             assert _relative(our_injected[quantity][name], value) <= 1e-4, f"{quantity} at {name} after injection"
+
+
+def test_reveal_cancel_rule_needs_the_contributions_of_a_reveal_cancel_pass():
+    inputs = keras.Input((6,), name="input")
+    model = randomize(keras.Model(inputs, L.Activation("relu", name="act")(L.Dense(6, name="lin")(inputs))), 2)
+    analyzer = keras_xai.create_analyzer("deep_lift.reveal_cancel", model)
+    step = analyzer._model.steps[analyzer._model.layer_steps["act"]]
+    rng = np.random.default_rng(3)
+    z, z0, m = (tf.constant(rng.normal(size=(2, 6)), tf.float32) for _ in range(3))
+    y, y0 = tf.nn.relu(z), tf.nn.relu(z0)
+    rescale_pass = DeepLiftPass(0.0, "rescale")  # multipliers only: no contributions after the input
+    before = rescale_pass.state(analyzer._model.steps[1], [None], [None], z, z0, [StepState(None, None, z - z0)])
+    after = rescale_pass.state(step, [z], [z0], y, y0, [before])
+    assert after.positive is None and after.factor is not None
+    with pytest.raises(ValueError, match="layer .*act.*reveal_cancel"):
+        DeepLiftActivationRule("reveal_cancel")(step, [z], y, (m, m), ReferenceContext([z0], y0, [before], after))
+    # With the contributions (a RevealCancel pass), the rule's ratios are the state's.
+    rc_pass = DeepLiftPass(0.0, "reveal_cancel")
+    positive, negative = split_by_sign(z - z0)
+    before = StepState(positive, negative, z - z0)
+    after = rc_pass.state(step, [z], [z0], y, y0, [before])
+    (got_pos, got_neg), = DeepLiftActivationRule("reveal_cancel")(step, [z], y, (m, m),
+                                                                  ReferenceContext([z0], y0, [before], after))
+    np.testing.assert_array_equal(got_pos.numpy(), (after.ratios[0] * m).numpy())
+    np.testing.assert_array_equal(got_neg.numpy(), (after.ratios[1] * m).numpy())

@@ -294,3 +294,23 @@ def test_relevance_is_conserved_through_concatenate_reshape_padding_and_pooling(
     for name in CUTS[model_name]:
         totals = relevances[name].reshape(len(x), -1).sum(axis=1)
         np.testing.assert_allclose(totals, logits, rtol=1e-5 if method == "lrp.z" else 1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("layer", ["fc5", "conv3"])
+def test_gradient_rule_without_tape_ops_equals_the_tape_up_to_rounding(layer):
+    import tensorflow as tf
+    from native_test_models import cifar_net_logits
+    analyzer = keras_xai.create_analyzer("gradient", cifar_net_logits(seed=3))
+    step = analyzer._model.steps[analyzer._model.layer_steps[layer]]
+    rng = np.random.default_rng(8)
+    shape = analyzer._model.steps[step.inputs[0]].output_shape[1:]
+    x = tf.constant(rng.normal(size=(20, *shape)), tf.float32)  # few rows: Dense's faster transpose
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        output = step.operation.forward([x])
+    relevance = tf.constant(rng.normal(size=output.shape), tf.float32)
+    expected = tape.gradient(output, x, output_gradients=relevance).numpy()
+    (exact,) = rules.GradientRule()(step, [x], output, relevance)
+    (fast,) = rules.GradientRule(tape_ops=False)(step, [x], output, relevance)
+    np.testing.assert_array_equal(exact.numpy(), expected)  # the tape's ops, bit for bit
+    np.testing.assert_allclose(fast.numpy(), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())

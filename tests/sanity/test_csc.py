@@ -38,9 +38,10 @@ def test_pairwise_abs_cosine_matches_a_loop(layer_shape):
     assert len(csc.csc_per_location(paths)) == np.isfinite(expected).sum()
 
 
-@pytest.mark.parametrize("block_bytes", [10 ** 9, 3 * 5 * 16 * 8, 5 * 16 * 8 * 2, 1])
+@pytest.mark.parametrize("block_bytes", [10 ** 9, 3 * 9 * 5 * 16 * 8, 9 * 5 * 16 * 8, 2 * 5 * 16 * 8, 1])
 def test_pairwise_abs_cosine_is_the_same_in_blocks(monkeypatch, block_bytes):
-    # Blocks of whole images, of one image each, of a few locations, of one location.
+    # Blocks of all images, of three (a shorter last block), of one image each, of two of an
+    # image's 9 locations (a shorter last block), of one location.
     paths = np.random.default_rng(2).standard_normal((4, 5, 3, 3, 16)).astype(np.float32)
     paths[2, 1, 1, 1] = 0.0
     expected = naive_abs_cosine(paths.astype(np.float64))
@@ -119,6 +120,16 @@ def test_row_histograms_equal_numpy_histogram_per_row():
         np.testing.assert_array_equal(fine[row], expected_fine)
         np.testing.assert_array_equal(coarse[row], expected_coarse)
     assert fine[3].sum() == 0 and fine[0].sum() == 40 * 25
+
+
+def test_bin_indices_of_a_grid_that_is_not_linspace_are_those_of_searchsorted():
+    edges = csc.FINE_EDGES.copy()
+    edges[300] = np.nextafter(edges[300], np.inf)  # not np.linspace's arithmetic any more: gathered edges
+    values = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf),
+                             np.random.default_rng(0).uniform(0, 16, 1000)])
+    values = values[(values >= edges[0]) & (values <= edges[-1])]
+    expected = np.minimum(np.searchsorted(edges, values, side="right") - 1, len(edges) - 2)
+    np.testing.assert_array_equal(csc._uniform_bin_index(values, edges), expected)
 
 
 def test_bin_indices_on_and_next_to_every_edge_are_those_of_searchsorted():

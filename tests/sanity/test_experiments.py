@@ -92,8 +92,10 @@ def test_csc_statistics_shared_between_layers_with_one_relevance_tensor(model, i
         x = np.repeat(inputs.images[position:position + 1], 3, axis=0)
         for layer, paths in analyzer.propagate_from(x, "fc5", vectors).items():
             expected[layer] = expected.get(layer, 0) + csc.histograms(csc.pairwise_abs_cosine(paths[None]))[0]
-    shared = [a for a, b in zip(result.layers, result.layers[1:]) if a.startswith("conv") and b.startswith("relu")]
-    assert shared  # the model has conv -> ReLU pairs
+    shared = [(a, b) for a, b in zip(result.layers, result.layers[1:]) if a.startswith("conv") and b.startswith("relu")]
+    assert shared  # the model has conv -> ReLU pairs, with one buffer each
+    views = analyzer.propagate_from_layers(inputs.images, {"fc5": np.zeros((15, 1024), np.float32)}, copy=False)["fc5"]
+    assert all(experiments._buffer(views[a]) == experiments._buffer(views[b]) for a, b in shared)
     for layer, fine in expected.items():
         np.testing.assert_array_equal(result.fine[0, 0, result.layers.index(layer)], fine, err_msg=layer)
 
@@ -143,6 +145,7 @@ def test_csc_chunk_size_fits_the_results_budget(model, monkeypatch):
     assert experiments.csc_chunk_size(model, layers, 5) == 3
     monkeypatch.setattr(experiments, "INJECTION_GROUP_BYTES", per_image - 1)
     assert experiments.csc_chunk_size(model, layers, 5) == 1  # never fewer than one image
+    assert experiments.csc_chunk_size(model, layers, 5, most=0) == 1
 
 
 def test_runs_resume_and_recompute_damaged_files(model, inputs, tmp_path):
