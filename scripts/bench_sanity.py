@@ -9,8 +9,9 @@ Runs, in one process and on the same images, for each engine:
 
 Each protocol starts from fresh analyzers, so the times include everything a user waits for (tracing,
 the iNNvestigate worker building its graphs, models handed to the worker after each randomization).
-The native engine traces once per method and injection layer and reads the randomized weights live;
-the iNNvestigate engine rebuilds its analyzer for every new set of weights. The script prints the
+The native engine traces once per method (one compiled call serves every injection layer; the next
+method is traced while the current one runs) and reads the randomized weights live; the iNNvestigate
+engine rebuilds its analyzer for every new set of weights and injection layer. The script prints the
 times, the ratio (target: native >= 10x faster per protocol) and the largest difference between the
 engines' results, which must be small: both compute the same quantities.
 
