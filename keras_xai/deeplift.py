@@ -179,11 +179,11 @@ class DeepLiftPass(ReferencePass):
         if kind == "input" or (kind == "max_pooling" and self.contributions_needed):
             return StepState(*split_by_sign(difference), difference)
         operation = step.operation
+        factor = None  # Rescale's dy / dx at an activation, for the multipliers (and contributions)
+        if kind == "activation" and not _is_identity(step) and self.nonlinear_mode == "rescale":
+            factor = _rescale_factor(step, reference_inputs[0], reference_output, input_states[0].difference,
+                                     difference)
         if not self.contributions_needed:
-            factor = None
-            if kind == "activation" and not _is_identity(step):
-                factor = _rescale_factor(step, reference_inputs[0], reference_output, input_states[0].difference,
-                                         difference)
             return StepState(None, None, difference, factor)
         if kind in ("dense", "conv2d"):
             positive, negative = split_by_sign(input_states[0].difference)
@@ -206,8 +206,6 @@ class DeepLiftPass(ReferencePass):
                     lambda v: operation.forward([v]), reference_inputs[0], reference_output, positive, negative)
                 return StepState(new_positive, new_negative, difference,
                                  ratios=(new_positive / positive, new_negative / negative))
-            factor = _rescale_factor(step, reference_inputs[0], reference_output, input_states[0].difference,
-                                     difference)
             return StepState(positive * factor, negative * factor, difference, factor)
         # Pooling by averages and layers that move values: the layer applied to each part.
         return StepState(operation.forward([s.positive for s in input_states]),
