@@ -143,6 +143,21 @@ def _signed_products(operation, positive, negative) -> tuple:
             operation.forward([negative], "positive", "none") + operation.forward([positive], "negative", "none"))
 
 
+def _signed_contributions(operation, difference) -> tuple:
+    """:func:`_signed_products` of ``difference``'s sign split by two products instead of four:
+    ``s = W d`` and ``t = |W| |d|`` give ``W+ p + W- n = (s + t) / 2`` and ``W+ n + W- p = (s - t) / 2``.
+
+    Zeros stay exact, as RevealCancel's pseudocount needs: a part is zero when every non-zero
+    ``w d`` has the other sign; then each term of ``t`` is exactly minus (plus) that of ``s``, and
+    the two products, of one shape, add them in the same order, so ``s + t`` (``s - t``) is exactly 0.
+    Otherwise the two ways agree up to float rounding, relative to ``t``: a part far smaller than the
+    other can come out with the wrong sign, hence the clamp (the four products cannot).
+    """
+    signed = operation.forward([difference], "all", "none")
+    absolute = operation.forward([tf.abs(difference)], "absolute", "none")
+    return tf.nn.relu(0.5 * (signed + absolute)), tf.minimum(0.5 * (signed - absolute), 0)
+
+
 class DeepLiftPass(ReferencePass):
     """DeepLIFT's additions to the engine: a :class:`StepState` forward (differences, contributions,
     activation factors), a multiplier pair backward. The contributions of steps after the input are
@@ -186,10 +201,9 @@ class DeepLiftPass(ReferencePass):
         if not self.contributions_needed:
             return StepState(None, None, difference, factor)
         if kind in ("dense", "conv2d"):
-            positive, negative = split_by_sign(input_states[0].difference)
-            # All four products (not dz minus the first two): contributions that are exactly zero
-            # must stay zero, since RevealCancel's pseudocount takes the sign of a near-zero value.
-            return StepState(*_signed_products(operation, positive, negative), difference)
+            # Not dz minus one part: contributions that are exactly zero must stay zero, since
+            # RevealCancel's pseudocount takes the sign of a near-zero value.
+            return StepState(*_signed_contributions(operation, input_states[0].difference), difference)
         if kind == "add":
             parts = [split_by_sign(state.difference) for state in input_states]
             return StepState(tf.add_n([p for p, _ in parts]), tf.add_n([n for _, n in parts]), difference)
@@ -240,7 +254,7 @@ class DeepLiftLinearRule(Rule):
     """
 
     ablation: bool = False
-    weight_kinds = ("all", "positive", "negative")
+    weight_kinds = ("all", "positive", "negative", "absolute")
     needs_reference = True
 
     def unsupported_reason(self, step):
@@ -261,10 +275,12 @@ class DeepLiftLinearRule(Rule):
         if _same(relevance):
             same_sign = transpose(positive, "all")  # W+^T m + W-^T m = W^T m
             return [(t, t) for t in same_sign]  # all three cases of the rule are W^T m
-        same_sign = [a + b for a, b in zip(transpose(positive, "positive"), transpose(negative, "negative"))]
-        # W = W+ + W-: the four products sum to W^T (m+ + m-), so three transposes do.
+        # W+^T m+ + W-^T m- and W-^T m+ + W+^T m- from two transposes (not four): with
+        # b = W^T (m+ + m-) and a = |W|^T (m+ - m-) they are (b + a) / 2 and (b - a) / 2.
         both = transpose(positive + negative, "all")
-        cross = [b - a for a, b in zip(same_sign, both)]
+        spread = transpose(positive - negative, "absolute")
+        same_sign = [0.5 * (b + a) for a, b in zip(spread, both)]
+        cross = [0.5 * (b - a) for a, b in zip(spread, both)]
         at_zero = [0.5 * b for b in both]
         results = []
         for index, (state, x, x0) in enumerate(zip(reference.input_states, inputs, reference.inputs)):

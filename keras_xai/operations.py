@@ -18,13 +18,15 @@ from typing import Callable, Sequence
 import tensorflow as tf
 
 #: How a rule may ask a linear operation to transform its weights.
-WEIGHT_KINDS = ("all", "positive", "negative", "square", "ones")
+WEIGHT_KINDS = ("all", "positive", "negative", "absolute", "square", "ones")
+#: Kinds that leave non-negative weights (sums, averages) unchanged.
+NON_NEGATIVE_SAME = ("all", "positive", "absolute")
 #: Which part of the bias a rule may ask for.
 BIAS_KINDS = ("all", "positive", "negative", "none")
 
 
 def transform_weights(weights: tf.Tensor, kind: str) -> tf.Tensor:
-    """Return ``W``, ``W+ = max(W, 0)``, ``W- = min(W, 0)``, ``W**2`` or ``ones_like(W)``.
+    """Return ``W``, ``W+ = max(W, 0)``, ``W- = min(W, 0)``, ``|W|``, ``W**2`` or ``ones_like(W)``.
 
     (iNNvestigate multiplies by a 0/1 mask instead; the values are the same up to the sign of
     zeros, and one op per weight matrix is cheaper.)
@@ -35,6 +37,8 @@ def transform_weights(weights: tf.Tensor, kind: str) -> tf.Tensor:
         return tf.nn.relu(weights)
     if kind == "negative":
         return tf.minimum(weights, 0)
+    if kind == "absolute":
+        return tf.abs(weights)
     if kind == "square":
         return weights**2
     if kind == "ones":
@@ -279,7 +283,7 @@ class AffineOperation(LinearOperation):
 class SumOperation(LinearOperation):
     """``Add`` as a linear layer: ``z = sum_i I x_i`` with identity weights and no bias.
 
-    Identity weights are non-negative, so ``W+ = W**2 = ones = I`` and ``W- = 0``.
+    Identity weights are non-negative, so ``W+ = |W| = W**2 = ones = I`` and ``W- = 0``.
     """
 
     def forward(self, inputs, weights="all", bias="all"):
@@ -304,24 +308,24 @@ class AveragePoolingOperation(LinearOperation):
         self._window = pool_size[0] * pool_size[1]
         # With 'same' padding border windows are smaller, so W**2 and ones are not one scalar.
         self.supported_weight_kinds = (
-            WEIGHT_KINDS if self._padding == "VALID" else ("all", "positive", "negative")
+            WEIGHT_KINDS if self._padding == "VALID" else ("all", "positive", "negative", "absolute")
         )
 
     def _factor(self, kind):
         """Factor turning the mean into the transformed weighted sum (weights 1/n)."""
-        return {"all": 1.0, "positive": 1.0, "negative": 0.0,
+        return {"all": 1.0, "positive": 1.0, "negative": 0.0, "absolute": 1.0,
                 "square": 1.0 / self._window, "ones": float(self._window)}[kind]
 
     def forward(self, inputs, weights="all", bias="all"):
         z = tf.nn.avg_pool2d(inputs[0], self._ksize, self._strides, self._padding)
-        return z if weights in ("all", "positive") else z * self._factor(weights)
+        return z if weights in NON_NEGATIVE_SAME else z * self._factor(weights)
 
     def transpose(self, cotangent, inputs, weights="all"):
         grad = tf.raw_ops.AvgPoolGrad(
             orig_input_shape=tf.shape(inputs[0]), grad=cotangent, ksize=self._ksize,
             strides=self._strides, padding=self._padding,
         )
-        return [grad if weights in ("all", "positive") else grad * self._factor(weights)]
+        return [grad if weights in NON_NEGATIVE_SAME else grad * self._factor(weights)]
 
 
 class GlobalAveragePoolingOperation(LinearOperation):
@@ -332,12 +336,12 @@ class GlobalAveragePoolingOperation(LinearOperation):
 
     def _factor(self, inputs, kind):
         area = tf.cast(tf.shape(inputs[0])[1] * tf.shape(inputs[0])[2], inputs[0].dtype)
-        return {"all": 1.0, "positive": 1.0, "negative": 0.0,
+        return {"all": 1.0, "positive": 1.0, "negative": 0.0, "absolute": 1.0,
                 "square": 1.0 / area, "ones": area}[kind]
 
     def forward(self, inputs, weights="all", bias="all"):
         z = tf.reduce_mean(inputs[0], axis=[1, 2], keepdims=self._keepdims)
-        return z if weights in ("all", "positive") else z * self._factor(inputs, weights)
+        return z if weights in NON_NEGATIVE_SAME else z * self._factor(inputs, weights)
 
     def transpose(self, cotangent, inputs, weights="all"):
         x = inputs[0]
@@ -345,7 +349,7 @@ class GlobalAveragePoolingOperation(LinearOperation):
         spread = tf.broadcast_to(tf.reshape(cotangent, [-1, 1, 1, channels]), tf.shape(x))
         area = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], x.dtype)
         grad = spread / area  # as TensorFlow's gradient of reduce_mean
-        return [grad if weights in ("all", "positive") else grad * self._factor(inputs, weights)]
+        return [grad if weights in NON_NEGATIVE_SAME else grad * self._factor(inputs, weights)]
 
 
 class MaxPoolingOperation(Operation):

@@ -15,7 +15,7 @@ from tensorflow import keras
 
 import keras_xai
 from keras_xai.deeplift import (DeepLiftActivationRule, DeepLiftBatchNormRule, DeepLiftLinearRule, DeepLiftPass,
-                                StepState, split_by_sign)
+                                StepState, _signed_contributions, _signed_products, split_by_sign)
 from keras_xai.engine import ReferenceContext
 from native_test_models import cifar_net_logits, randomize
 from numpy_deeplift import NumpyDeepLift, chain_weights, np_linear_rule
@@ -179,6 +179,44 @@ def test_linear_step_equals_equation_13(kind, ablation):
         assert not again_neg.numpy().any()
     else:
         assert got_pos is got_neg
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv2d"])
+def test_signed_contributions_keep_exact_zeros(kind):
+    """The two-product split (W d +- |W| |d|) / 2 equals the four sign-split products up to rounding,
+    and is exactly 0 where every non-zero term w d has the other sign (RevealCancel's pseudocount
+    takes the sign of near-zero contributions, so 1e-9 there would change the multipliers)."""
+    rng = np.random.default_rng(11)
+    if kind == "dense":
+        inputs = keras.Input((40,), name="input")
+        outputs = L.Dense(6, name="lin")(inputs)
+    else:
+        inputs = keras.Input((6, 6, 4), name="input")
+        outputs = L.Conv2D(5, 3, padding="same", name="lin")(inputs)
+    model = randomize(keras.Model(inputs, outputs), 3)
+    step = _linear_step(model, "lin", dtype="float32")
+    kernel = model.get_layer("lin").kernel.numpy()
+    difference = rng.normal(size=(4, *inputs.shape[1:])).astype(np.float32)
+    magnitudes = rng.uniform(0.1, 2.0, size=inputs.shape[1:]).astype(np.float32)
+    if kind == "dense":  # sample 0: every term of unit 2 negative, sample 1: every term of unit 4 positive
+        difference[0] = -np.sign(kernel[:, 2]) * magnitudes
+        difference[1] = np.sign(kernel[:, 4]) * magnitudes
+        zero_positive, zero_negative = (0, 2), (1, 4)
+    else:  # only the receptive field of output (2, 3) non-zero, against (with) channel 1's kernel taps
+        difference[:2] = 0
+        difference[0, 1:4, 2:5] = -np.sign(kernel[..., 1]) * magnitudes[1:4, 2:5]
+        difference[1, 1:4, 2:5] = np.sign(kernel[..., 1]) * magnitudes[1:4, 2:5]
+        zero_positive, zero_negative = (0, 2, 3, 1), (1, 2, 3, 1)
+    d = tf.constant(difference)
+    positive, negative = _signed_contributions(step.operation, d)
+    four_positive, four_negative = _signed_products(step.operation, *split_by_sign(d))
+    assert positive.numpy()[zero_positive] == 0 and four_positive.numpy()[zero_positive] == 0
+    assert negative.numpy()[zero_negative] == 0 and four_negative.numpy()[zero_negative] == 0
+    assert negative.numpy()[zero_positive] < 0 and positive.numpy()[zero_negative] > 0
+    scale = np.abs(four_negative.numpy() - four_positive.numpy()).max()
+    np.testing.assert_allclose(positive.numpy(), four_positive.numpy(), rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(negative.numpy(), four_negative.numpy(), rtol=0, atol=1e-6 * scale)
+    assert (positive.numpy() >= 0).all() and (negative.numpy() <= 0).all()
 
 
 @pytest.mark.parametrize("ablation", [False, True])
