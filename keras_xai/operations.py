@@ -371,6 +371,22 @@ class MaxPoolingOperation(Operation):
             )
         ]
 
+    def argmax(self, inputs) -> tf.Tensor:
+        """Where each window's maximum is (flat index within the sample), for :meth:`vjp_from_argmax`."""
+        return tf.nn.max_pool_with_argmax(inputs[0], self._ksize, self._strides, self._padding,
+                                          include_batch_in_index=False)[1]
+
+    def vjp_from_argmax(self, inputs, argmax, cotangent):
+        """:meth:`vjp` from a known :meth:`argmax` (one row per row of the cotangent): the same numbers
+        (the same first maximum of tied windows, the same order of additions where windows overlap),
+        without MaxPoolGrad's search for the maxima; ``inputs`` give the shape only."""
+        return [
+            tf.raw_ops.MaxPoolGradWithArgmax(
+                input=inputs[0], grad=cotangent, argmax=argmax, ksize=self._ksize, strides=self._strides,
+                padding=self._padding, include_batch_in_index=False,
+            )
+        ]
+
 
 class ReshapeOperation(Operation):
     """Keras ``Flatten`` and ``Reshape``: reshape every sample to ``target_shape``; the VJP reshapes back.

@@ -314,3 +314,26 @@ def test_gradient_rule_without_tape_ops_equals_the_tape_up_to_rounding(layer):
     (fast,) = rules.GradientRule(tape_ops=False)(step, [x], output, relevance)
     np.testing.assert_array_equal(exact.numpy(), expected)  # the tape's ops, bit for bit
     np.testing.assert_allclose(fast.numpy(), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("pool, strides, padding", [(2, 2, "valid"), (2, 2, "same"), (3, 2, "same"), (3, 1, "valid")])
+def test_max_pooling_from_shared_maxima_equals_max_pool_grad(pool, strides, padding):
+    """The gradient rule's shared state at max pooling (the maxima, found once per sample) gives
+    MaxPoolGrad's numbers bit for bit: tied windows (ReLU zeros, rounded values), overlapping windows."""
+    import tensorflow as tf
+    from keras_xai.operations import MaxPoolingOperation
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.normal(size=(3, 9, 9, 4)), 0).astype(np.float32)
+    x[1] = np.round(x[1])  # ties between non-zero values
+    x[2] = 0  # every window tied
+    operation = MaxPoolingOperation((pool, pool), (strides, strides), padding)
+    x = tf.constant(x)
+    output = operation.forward([x])
+    rows = tf.constant([0, 0, 1, 1, 1, 2])  # several vectors per sample, as propagate_from sends them
+    cotangent = tf.constant(rng.normal(size=(6, *output.shape[1:])).astype(np.float32))
+    expected = operation.vjp([tf.gather(x, rows)], tf.gather(output, rows), cotangent)[0]
+    step = type("Step", (), {"kind": "max_pooling", "operation": operation})()
+    shared = tf.gather(rules.GradientRule().shared_state(step, [x], output), rows)
+    got = rules.GradientRule()(step, [tf.gather(x, rows)], tf.gather(output, rows), cotangent, shared=shared)[0]
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    assert rules.GradientRule().shared_state(type("Step", (), {"kind": "activation"})(), [x], output) is None
