@@ -50,3 +50,36 @@ def test_bench_engine_build_time_is_first_call_minus_a_steady_call():
     assert script.build_seconds(row, "package") == pytest.approx(4.0)
     assert script.build_seconds(row, "deeplift") is None  # a first call faster than steady: not measured
     assert script.build_seconds(row, "innvestigate") is None
+
+
+def test_bench_bounds_counts_the_multiply_adds_of_the_net():
+    """Hand count of the appendix-D CIFAR net (32x32x3, 'same' 3x3 convolutions, two 2x2 poolings)."""
+    script = _load("bench_bounds")
+    bench = script._bench_engine()
+    macs = script.layer_macs(bench.build_model(0))
+    assert macs == {"conv1": 32 * 32 * 32 * 27, "conv2": 32 * 32 * 64 * 9 * 32, "conv3": 16 * 16 * 128 * 9 * 64,
+                    "conv4": 16 * 16 * 128 * 9 * 128, "fc5": 8192 * 1024, "fc6": 1024 * 10}
+    inner = macs["conv2"] + macs["conv3"] + macs["conv4"] + macs["fc5"]
+    assert script.inner_macs(macs) == inner
+    # 64 images x 64 steps, forward + input gradient; DeepLIFT RevealCancel: 4 products per layer
+    assert script.work_flops("integrated_gradients", macs, 64) == 2.0 * 64 * 64 * 2 * inner
+    assert script.work_flops("deep_lift.reveal_cancel", macs, 64) == 2.0 * 64 * 4 * inner
+
+
+def test_bench_bounds_refuses_layers_it_cannot_count():
+    script = _load("bench_bounds")
+    from tensorflow import keras
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.DepthwiseConv2D(3)(inputs))
+    with pytest.raises(ValueError, match="DepthwiseConv2D"):
+        script.layer_macs(model)
+
+
+@pytest.mark.slow
+def test_bench_bounds_runs_without_baselines(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_bounds.py"), "--methods", "deep_lift.rescale", "--batch", "2",
+         "--no-baselines", "--json", str(tmp_path / "bounds.json")], capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "deep_lift.rescale" in completed.stdout and "no baseline measured" in completed.stdout
+    assert (tmp_path / "bounds.json").exists()
