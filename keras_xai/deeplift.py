@@ -47,16 +47,17 @@ at the layer to the injected vector (the paper's CSC). :meth:`DeepLiftAnalyzer.c
 :meth:`DeepLiftAnalyzer.propagate_contributions` return the contributions at every layer (the
 ``deeplift`` worker engine has the same four methods, with the same meaning).
 
-Speed (the results differ from deeplift's in rounding only): the forward pass runs on the batch
+Speed (the results differ from deeplift's by float rounding: 1e-6 of the largest value here, the tests
+allow 1e-4): the forward pass runs on the batch
 and the reference together, a reference shared by all samples only once; each step's difference
 from the reference, Rescale's factor and RevealCancel's ratios are computed once, in the forward state
 (:class:`StepState`), and reused by the backward rules (Rescale's multipliers need no contributions
 but the input's: none are traced); where the two multipliers
 are the same tensor (the head, every Rescale multiplier, every input of a linear layer) rules
-compute with one (``W+^T m + W-^T m = W^T m``); otherwise the linear rule needs three transposed
-products, not five (the four sign combinations sum to ``W^T (m+ + m-)``). The contributions are
-computed with all four products, as deeplift does, because RevealCancel's pseudocount takes the
-sign of near-zero contributions: an exact zero must stay exactly zero.
+compute with one (``W+^T m + W-^T m = W^T m``); otherwise the linear rule needs two transposed
+products, not four: ``W^T (m+ + m-)`` and ``|W|^T (m+ - m-)``. The contributions through Dense and
+Conv2D come from two products as well, ``W d`` and ``|W| |d|``, not deeplift's four; that keeps the
+exact zeros RevealCancel's pseudocount depends on (see :func:`_signed_contributions`).
 """
 from __future__ import annotations
 
@@ -275,12 +276,15 @@ class DeepLiftLinearRule(Rule):
         if _same(relevance):
             same_sign = transpose(positive, "all")  # W+^T m + W-^T m = W^T m
             return [(t, t) for t in same_sign]  # all three cases of the rule are W^T m
-        # W+^T m+ + W-^T m- and W-^T m+ + W+^T m- from two transposes (not four): with
-        # b = W^T (m+ + m-) and a = |W|^T (m+ - m-) they are (b + a) / 2 and (b - a) / 2.
         both = transpose(positive + negative, "all")
-        spread = transpose(positive - negative, "absolute")
-        same_sign = [0.5 * (b + a) for a, b in zip(spread, both)]
-        cross = [0.5 * (b - a) for a, b in zip(spread, both)]
+        if step.kind == "add":  # identity weights: W+ = I, W- = 0
+            same_sign, cross = [positive] * len(inputs), [negative] * len(inputs)
+        else:
+            # W+^T m+ + W-^T m- and W-^T m+ + W+^T m- from two transposes (not four): with
+            # b = W^T (m+ + m-) and a = |W|^T (m+ - m-) they are (b + a) / 2 and (b - a) / 2.
+            spread = transpose(positive - negative, "absolute")
+            same_sign = [0.5 * (b + a) for a, b in zip(spread, both)]
+            cross = [0.5 * (b - a) for a, b in zip(spread, both)]
         at_zero = [0.5 * b for b in both]
         results = []
         for index, (state, x, x0) in enumerate(zip(reference.input_states, inputs, reference.inputs)):

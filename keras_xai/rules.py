@@ -273,8 +273,9 @@ class GradientRule(Rule):
     Parameters
     ----------
     tape_ops : bool
-        True: the very ops ``tf.GradientTape`` runs, so that gradients are the tape's bit for bit
-        (the gradient methods). False: linear layers by their fastest transpose, equal up to
+        True: the ops ``tf.GradientTape`` runs, so that gradients are the tape's bit for bit (the
+        gradient methods; max pooling with several vectors per sample uses the maxima found once per
+        sample, MaxPoolGradWithArgmax, with MaxPoolGrad's numbers). False: linear layers by their fastest transpose, equal up to
         rounding (Dense with few rows: 2x faster; the modified-gradient methods).
     """
 

@@ -208,15 +208,24 @@ def test_signed_contributions_keep_exact_zeros(kind):
         difference[1, 1:4, 2:5] = np.sign(kernel[..., 1]) * magnitudes[1:4, 2:5]
         zero_positive, zero_negative = (0, 2, 3, 1), (1, 2, 3, 1)
     d = tf.constant(difference)
-    positive, negative = _signed_contributions(step.operation, d)
-    four_positive, four_negative = _signed_products(step.operation, *split_by_sign(d))
-    assert positive.numpy()[zero_positive] == 0 and four_positive.numpy()[zero_positive] == 0
-    assert negative.numpy()[zero_negative] == 0 and four_negative.numpy()[zero_negative] == 0
-    assert negative.numpy()[zero_positive] < 0 and positive.numpy()[zero_negative] > 0
-    scale = np.abs(four_negative.numpy() - four_positive.numpy()).max()
-    np.testing.assert_allclose(positive.numpy(), four_positive.numpy(), rtol=0, atol=1e-6 * scale)
-    np.testing.assert_allclose(negative.numpy(), four_negative.numpy(), rtol=0, atol=1e-6 * scale)
-    assert (positive.numpy() >= 0).all() and (negative.numpy() <= 0).all()
+    operation = step.operation
+
+    @tf.function  # as the engine runs them: compiled, with TF's graph rewrites (oneDNN kernels)
+    def both_ways(d):
+        unclamped = (operation.forward([d], "all", "none"), operation.forward([tf.abs(d)], "absolute", "none"))
+        return _signed_contributions(operation, d), _signed_products(operation, *split_by_sign(d)), unclamped
+
+    for run in (both_ways, both_ways.python_function):  # compiled and eager
+        (positive, negative), (four_positive, four_negative), (s, t) = [[v.numpy() for v in pair]
+                                                                        for pair in run(d)]
+        assert four_positive[zero_positive] == 0 and four_negative[zero_negative] == 0
+        # t is exactly -s (s) there: zero without the clamp, not a rounding residue
+        assert (s + t)[zero_positive] == 0 and (s - t)[zero_negative] == 0
+        assert positive[zero_positive] == 0 and negative[zero_negative] == 0
+        assert negative[zero_positive] < 0 and positive[zero_negative] > 0
+        scale = np.abs(four_negative - four_positive).max()
+        np.testing.assert_allclose(positive, four_positive, rtol=0, atol=1e-6 * scale)
+        np.testing.assert_allclose(negative, four_negative, rtol=0, atol=1e-6 * scale)
 
 
 @pytest.mark.parametrize("ablation", [False, True])

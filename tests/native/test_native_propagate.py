@@ -53,9 +53,9 @@ def test_gradient_injection_is_the_tape_vjp_on_branching_models(model_name, laye
     np.testing.assert_allclose(float32, expected, atol=1e-6, rtol=0)
 
 
-def test_float64_gradient_injection_equals_the_float64_tape_exactly():
+def _float64_pooling_net():
     L = keras.layers
-    model = keras.Sequential([
+    return keras.Sequential([
         L.InputLayer(input_shape=(8, 8, 3), dtype="float64", name="input"),
         L.Conv2D(4, 3, padding="same", activation="relu", dtype="float64", name="conv1"),
         L.MaxPooling2D(2, dtype="float64", name="pool"),
@@ -65,11 +65,34 @@ def test_float64_gradient_injection_equals_the_float64_tape_exactly():
         L.Flatten(dtype="float64", name="flatten"),
         L.Dense(3, dtype="float64", name="fc"),
     ])
+
+
+def test_float64_gradient_injection_equals_the_float64_tape_exactly():
+    model = _float64_pooling_net()
     x = np.random.default_rng(0).normal(size=(4, 8, 8, 3))
     analyzer = keras_xai.create_analyzer("gradient", model, dtype="float64")
     for layer in ("fc", "relu", "conv2", "pool"):
         v = np.random.default_rng(1).normal(size=(4, *model.get_layer(layer).output_shape[1:]))
         np.testing.assert_array_equal(analyzer.propagate_from(x, layer, v)["input"], tape_vjp(model, layer, x, v))
+
+
+def test_k_vectors_per_sample_gradient_equals_the_tape_exactly_with_the_maxima_found_once():
+    """With k vectors per sample, max pooling routes by the maxima found once per sample
+    (MaxPoolGradWithArgmax in the compiled pass, no MaxPoolGrad); still the tape's VJP bit for bit,
+    ReLU zeros (tied windows) included."""
+    model = _float64_pooling_net()
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3))
+    analyzer = keras_xai.create_analyzer("gradient", model, dtype="float64")
+    k = 3
+    for layer in ("fc", "relu", "pool"):
+        v = np.random.default_rng(1).normal(size=(4 * k, *model.get_layer(layer).output_shape[1:]))
+        np.testing.assert_array_equal(analyzer.propagate_from(x, layer, v)["input"],
+                                      tape_vjp(model, layer, np.repeat(x, k, axis=0), v), err_msg=layer)
+    functions = [f for key, f in analyzer._engine._functions.items() if key[0] == "inject"]
+    assert functions
+    for function in functions:
+        ops = {op.type for op in function.get_concrete_function().graph.get_operations()}
+        assert "MaxPoolGradWithArgmax" in ops and "MaxPoolGrad" not in ops
 
 
 @pytest.mark.parametrize("layer", ["fc6", "fc5", "conv4", "conv3", "conv2"])

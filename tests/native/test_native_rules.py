@@ -333,7 +333,33 @@ def test_max_pooling_from_shared_maxima_equals_max_pool_grad(pool, strides, padd
     cotangent = tf.constant(rng.normal(size=(6, *output.shape[1:])).astype(np.float32))
     expected = operation.vjp([tf.gather(x, rows)], tf.gather(output, rows), cotangent)[0]
     step = type("Step", (), {"kind": "max_pooling", "operation": operation})()
-    shared = tf.gather(rules.GradientRule().shared_state(step, [x], output), rows)
-    got = rules.GradientRule()(step, [tf.gather(x, rows)], tf.gather(output, rows), cotangent, shared=shared)[0]
-    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+    def routed(x, cotangent):
+        shared = tf.gather(rules.GradientRule().shared_state(step, [x], output), rows)
+        return rules.GradientRule()(step, [tf.gather(x, rows)], tf.gather(output, rows), cotangent, shared=shared)[0]
+    np.testing.assert_array_equal(routed(x, cotangent).numpy(), expected.numpy())
+    np.testing.assert_array_equal(tf.function(routed)(x, cotangent).numpy(), expected.numpy())  # compiled
     assert rules.GradientRule().shared_state(type("Step", (), {"kind": "activation"})(), [x], output) is None
+
+
+def test_absolute_weights_are_the_weights_of_sums_and_averages_and_abs_w_otherwise():
+    """Weight kind "absolute" (DeepLIFT's |W| products): unchanged where the weights are non-negative
+    (Add, average pooling with either padding, global average pooling), |W| for Dense and Conv2D."""
+    import tensorflow as tf
+    from keras_xai import operations as ops
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(2, 5, 5, 3)))
+    for operation in (ops.SumOperation(), ops.AveragePoolingOperation((2, 2), (2, 2), "valid"),
+                      ops.AveragePoolingOperation((2, 2), (2, 2), "same"), ops.GlobalAveragePoolingOperation(False)):
+        inputs = [x, x] if isinstance(operation, ops.SumOperation) else [x]
+        assert "absolute" in operation.supported_weight_kinds
+        z = operation.forward(inputs, "all")
+        np.testing.assert_array_equal(operation.forward(inputs, "absolute").numpy(), z.numpy())
+        cotangent = tf.constant(rng.normal(size=z.shape))
+        for got, expected in zip(operation.transpose(cotangent, inputs, "absolute"),
+                                 operation.transpose(cotangent, inputs, "all")):
+            np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    kernel = tf.Variable(rng.normal(size=(3, 4)))
+    dense = ops.DenseOperation(kernel, None, tf.float64)
+    flat = tf.constant(rng.normal(size=(2, 3)))
+    np.testing.assert_allclose(dense.forward([flat], "absolute", "none").numpy(), flat.numpy() @ np.abs(kernel.numpy()))
