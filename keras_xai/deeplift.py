@@ -47,8 +47,8 @@ at the layer to the injected vector (the paper's CSC). :meth:`DeepLiftAnalyzer.c
 :meth:`DeepLiftAnalyzer.propagate_contributions` return the contributions at every layer (the
 ``deeplift`` worker engine has the same four methods, with the same meaning).
 
-Speed (the results differ from deeplift's by float rounding: 1e-6 of the largest value here, the tests
-allow 1e-4): the forward pass runs on the batch
+Speed (the results differ from deeplift's by float rounding: up to 4e-6 of the largest value on the
+appendix-D net, the tests allow 1e-4): the forward pass runs on the batch
 and the reference together, a reference shared by all samples only once; each step's difference
 from the reference, Rescale's factor and RevealCancel's ratios are computed once, in the forward state
 (:class:`StepState`), and reused by the backward rules (Rescale's multipliers need no contributions

@@ -275,8 +275,9 @@ class GradientRule(Rule):
     tape_ops : bool
         True: the ops ``tf.GradientTape`` runs, so that gradients are the tape's bit for bit (the
         gradient methods; max pooling with several vectors per sample uses the maxima found once per
-        sample, MaxPoolGradWithArgmax, with MaxPoolGrad's numbers). False: linear layers by their fastest transpose, equal up to
-        rounding (Dense with few rows: 2x faster; the modified-gradient methods).
+        sample, MaxPoolGradWithArgmax, with MaxPoolGrad's numbers). False: linear layers by their
+        fastest transpose, equal up to rounding (Dense with few rows: 2x faster; the modified-gradient
+        methods).
     """
 
     tape_ops: bool = True
