@@ -348,7 +348,9 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                 # buffer -> (layer, array): LRP's relevance is one tensor at a conv and its ReLU. The
                 # array is kept so that its memory cannot serve another array meanwhile.
                 done = {}
-                for layer_name, values in propagated[name].items():
+                # Popped: each injection's results are freed once counted, so that the pass running
+                # meanwhile can reuse their memory instead of the process growing (page faults).
+                for layer_name, values in propagated.pop(name).items():
                     values = np.asarray(values)
                     channels[layer_name] = _layer_vector_size(values.shape[1:])
                     l, buffer = layers.index(layer_name), _buffer(values)
