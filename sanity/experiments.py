@@ -345,22 +345,11 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
         def statistics(m, names, propagated):
             for name in names:
                 k = injection_layers.index(name)
-                # buffer -> (layer, array): LRP's relevance is one tensor at a conv and its ReLU. The
-                # array is kept so that its memory cannot serve another array meanwhile.
-                done = {}
                 # Popped: each injection's results are freed once counted, so that the pass running
                 # meanwhile can reuse their memory instead of the process growing (page faults).
-                for layer_name, values in propagated.pop(name).items():
-                    values = np.asarray(values)
-                    channels[layer_name] = _layer_vector_size(values.shape[1:])
-                    l, buffer = layers.index(layer_name), _buffer(values)
-                    if buffer in done:
-                        same = done[buffer][0]
-                        fine[:, m, k, l], coarse[:, m, k, l] = fine[:, m, k, same], coarse[:, m, k, same]
-                        continue
-                    per_image = values.reshape(len(positions), n_vectors, *values.shape[1:])
-                    fine[:, m, k, l], coarse[:, m, k, l] = csc.row_histograms(csc.pairwise_abs_cosine(per_image))
-                    done[buffer] = (l, values)
+                for layer_name, size, histograms in injection_histograms(propagated.pop(name), n_vectors):
+                    channels[layer_name] = size
+                    fine[:, m, k, layers.index(layer_name)], coarse[:, m, k, layers.index(layer_name)] = histograms
 
         # While one call propagates (TF), the statistics of the previous call's results (NumPy) run in
         # one thread and the next call is traced (Python) in another: TF and NumPy release the GIL,
@@ -396,6 +385,20 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
     return CSCResult([s.label for s in specs], injection_layers, layers,
                      np.sum([r["fine"] for r in stored], axis=0), np.sum([r["coarse"] for r in stored], axis=0),
                      channels, len(stored))
+
+
+def injection_histograms(propagated: dict, n_vectors: int):
+    """Per layer of one injection's results (layer -> ``n_vectors`` rows per image, image-major):
+    ``(layer, vector size, (fine, coarse))``, the per-image CSC histograms of :func:`csc.row_histograms`.
+    Arrays that are one tensor (LRP's relevance at a conv layer and its ReLU, Dropout) are counted once."""
+    done = {}  # buffer -> (histograms, array): the array is kept so that its memory serves no other meanwhile
+    for layer_name, values in propagated.items():
+        values = np.asarray(values)
+        buffer = _buffer(values)
+        if buffer not in done:
+            per_image = values.reshape(-1, n_vectors, *values.shape[1:])
+            done[buffer] = (csc.row_histograms(csc.pairwise_abs_cosine(per_image)), values)
+        yield layer_name, _layer_vector_size(values.shape[1:]), done[buffer][0]
 
 
 def _buffer(array: np.ndarray) -> tuple:

@@ -128,7 +128,7 @@ def measure_peak(model, rows: int = 256, repeats: int = 5) -> dict:
         kernel = tf.constant(layer.kernel.numpy())
         if isinstance(layer, tf.keras.layers.Dense):
             x = tf.constant(rng.standard_normal((16 * rows, kernel.shape[0])).astype(np.float32))
-            matmul = tf.function(lambda x, k=kernel: tf.matmul(x, k))
+            matmul = tf.function(lambda x, k=kernel: tf.matmul(x, k), autograph=False)
             rates[f"{layer.name} matmul"] = 2 * macs[layer.name] * 16 * rows / _median_seconds(
                 lambda: matmul(x).numpy(), repeats) / 1e9
             continue
@@ -136,14 +136,14 @@ def measure_peak(model, rows: int = 256, repeats: int = 5) -> dict:
         out_shape = (rows, *layer.output_shape[1:])
         dy = tf.constant(rng.standard_normal(out_shape).astype(np.float32))
         strides, padding = (1, *layer.strides, 1), layer.padding.upper()
-        forward = tf.function(lambda x, k=kernel: tf.nn.conv2d(x, k, strides, padding))
+        forward = tf.function(lambda x, k=kernel: tf.nn.conv2d(x, k, strides, padding), autograph=False)
         backward = tf.function(lambda dy, k=kernel, shape=x.shape: tf.nn.conv2d_transpose(
-            dy, k, shape, strides, padding))
+            dy, k, shape, strides, padding), autograph=False)
         flops = 2 * macs[layer.name] * rows
         rates[f"{layer.name} forward"] = flops / _median_seconds(lambda: forward(x).numpy(), repeats) / 1e9
         rates[f"{layer.name} input gradient"] = flops / _median_seconds(lambda: backward(dy).numpy(), repeats) / 1e9
     a = tf.constant(rng.standard_normal((2048, 2048)).astype(np.float32))
-    square = tf.function(lambda a: tf.matmul(a, a))
+    square = tf.function(lambda a: tf.matmul(a, a), autograph=False)
     rates["2048^3 matmul"] = 2 * 2048 ** 3 / _median_seconds(lambda: square(a).numpy(), repeats) / 1e9
     return rates
 

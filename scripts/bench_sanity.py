@@ -15,14 +15,23 @@ engine rebuilds its analyzer for every new set of weights and injection layer. T
 times, the ratio (target: native >= 10x faster per protocol) and the largest difference between the
 engines' results, which must be small: both compute the same quantities.
 
+``--breakdown`` then times the native CSC protocol's parts one after another, in CPU seconds (all
+threads): drawing the vectors, and per method the trace, the first call and the statistics; and the
+arithmetic of the passes (the input-gradient products of every Conv2D and Dense layer at or below each
+injection, and the forward pass) at the best FP32 rate TF's kernels reach here (``bench_bounds.py``).
+Half the CPU sum is what the protocol would take if every part kept both cores busy.
+
     .venv/bin/python scripts/bench_sanity.py               # 20 images, Gradient, LRP-a1b0, GuidedBP
     .venv/bin/python scripts/bench_sanity.py --n-images 5 --protocols csc
+    .venv/bin/python scripts/bench_sanity.py --protocols csc --breakdown
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -66,6 +75,83 @@ def difference(protocol: str, a, b) -> float:
     return worst
 
 
+def csc_pass_flops(model, injection_layers, n_images: int, n_vectors: int, macs: dict) -> float:
+    """Floating-point operations (2 per multiply-add) of one method's CSC call, at least: the forward
+    pass on the images, and for each injection the input-gradient product of every Conv2D and Dense
+    layer at or below it, once per injected vector (``macs``: multiply-adds per row per layer)."""
+    order = [layer.name for layer in model.layers]
+    unknown = sorted(set(injection_layers) - set(order))
+    if unknown:
+        raise ValueError(f"injection layers {unknown} are not layers of {model.name!r}")
+    total = n_images * sum(macs.values())
+    for name in injection_layers:
+        depth = order.index(name)
+        total += n_images * n_vectors * sum(m for layer, m in macs.items() if order.index(layer) <= depth)
+    return 2.0 * total
+
+
+def _cpu_seconds(call) -> tuple:
+    """(result, CPU seconds of the whole process, user + system) of ``call()``."""
+    def used():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    before = used()
+    result = call()
+    return result, used() - before
+
+
+def _bench_bounds():
+    """``scripts/bench_bounds.py`` as a module: its multiply-add count and FP32 rate measurement."""
+    spec = importlib.util.spec_from_file_location("bench_bounds", Path(__file__).with_name("bench_bounds.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def csc_breakdown(setup, specs, seed: int, n_vectors: int = 5) -> dict:
+    """CPU seconds of the native CSC protocol's parts, one after another, from fresh analyzers; and the
+    least time the passes' arithmetic takes at the best rate TF's kernels reach here (both cores)."""
+    positions = list(range(len(setup.inputs.indices)))
+    x = setup.inputs.images[positions]
+    shapes = {name: experiments._output_shape(setup.model, name) for name in setup.injection_layers}
+    pool = experiments.AnalyzerPool(setup.model, setup.inputs, "native")
+    injected, draw = _cpu_seconds(lambda: experiments._injected_vectors(
+        setup.inputs, positions, setup.injection_layers, shapes, n_vectors, seed))
+    shaped = {name: np.broadcast_to(np.float32(0), vectors.shape) for name, vectors in injected.items()}
+    parts = {"draw the vectors": draw}
+    for spec in specs:
+        analyzer = pool.get(spec)
+        _, parts[f"{spec.label} trace"] = _cpu_seconds(lambda: analyzer.prepare_propagate_from_layers(x, shaped))
+        propagated, parts[f"{spec.label} first call"] = _cpu_seconds(
+            lambda: analyzer.propagate_from_layers(x, injected, copy=False))
+        _, parts[f"{spec.label} statistics"] = _cpu_seconds(lambda: [
+            list(experiments.injection_histograms(results, n_vectors)) for results in propagated.values()])
+        del propagated
+    bounds = _bench_bounds()
+    macs = bounds.layer_macs(setup.model)
+    peak = max(bounds.measure_peak(setup.model).values())
+    flops = csc_pass_flops(setup.model, setup.injection_layers, len(positions), n_vectors, macs)
+    return {"cpu_s": parts, "cpu_total_s": sum(parts.values()),
+            "statistics_cpu_s": sum(v for k, v in parts.items() if k.endswith("statistics")),
+            "gflop_per_method": flops / 1e9, "peak_gflops_per_s": peak,
+            "arithmetic_s": len(specs) * flops / (peak * 1e9)}
+
+
+def print_breakdown(result: dict, protocol_s: float | None, target_s: float | None) -> None:
+    print("\nnative CSC protocol, its parts one after another (CPU seconds, all threads):")
+    for part, seconds in result["cpu_s"].items():
+        print(f"  {part:28s} {seconds:6.3f}")
+    total, statistics = result["cpu_total_s"], result["statistics_cpu_s"]
+    print(f"  {'sum':28s} {total:6.3f}  -> {total / 2:.2f} s if every part kept both cores busy; "
+          f"without the statistics {(total - statistics) / 2:.2f} s")
+    print(f"  arithmetic of the passes: {result['gflop_per_method']:.1f} GFLOP per method at "
+          f"{result['peak_gflops_per_s']:.0f} GFLOP/s = {result['arithmetic_s']:.2f} s for all methods "
+          "(part of the first calls)")
+    if protocol_s is not None:
+        print(f"  protocol measured above: {protocol_s:.2f} s" +
+              ("" if target_s is None else f"; target (baseline / 10): {target_s:.2f} s"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -75,6 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument("--engines", default="native,innvestigate", help="engines to compare, baseline last")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS), help="csc and/or cascading")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the native CSC protocol's parts and the arithmetic of its passes")
     parser.add_argument("--json", default=None, help="also write the table to this JSON file")
     args = parser.parse_args(argv)
 
@@ -107,9 +195,17 @@ def main(argv=None) -> int:
               + f" {ratio:>7.1f}x {diff:>10.2e}", flush=True)
     print(f"ratio = {engines[-1]} time / {engines[0]} time (target >= 10x); max diff: largest difference of "
           "the results between the first and the last engine (CSC medians, SSIM values)")
+    breakdown = None
+    if args.breakdown:
+        breakdown = csc_breakdown(setup, specs, args.seed)
+        csc_row = next((row for row in rows if row["protocol"] == "csc"), None)
+        protocol_s = None if csc_row is None else csc_row["seconds"][engines[0]]
+        target_s = None if csc_row is None or len(engines) < 2 else csc_row["seconds"][engines[-1]] / 10
+        print_breakdown(breakdown, protocol_s, target_s)
     if args.json:
         atomic_write_text(Path(args.json), json.dumps({"n_images": len(setup.inputs.indices),
-                                                       "methods": [s.label for s in specs], "rows": rows}, indent=2))
+                                                       "methods": [s.label for s in specs], "rows": rows,
+                                                       "csc_breakdown": breakdown}, indent=2))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Smoke tests of the two scripts on tiny configurations."""
+"""Smoke tests of the scripts on tiny configurations."""
 import importlib.util
 import subprocess
 import sys
@@ -83,3 +83,32 @@ def test_bench_bounds_runs_without_baselines(tmp_path):
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "deep_lift.rescale" in completed.stdout and "no baseline measured" in completed.stdout
     assert (tmp_path / "bounds.json").exists()
+
+
+def test_bench_sanity_counts_the_csc_passes_arithmetic():
+    """Per injection every Conv2D / Dense layer at or below it, once per vector; the forward pass once."""
+    script = _load("bench_sanity")
+    bounds = _load("bench_bounds")
+    model = bounds._bench_engine().build_model(0)
+    macs = bounds.layer_macs(model)
+    below = {"fc6": sum(macs.values()), "conv3": macs["conv1"] + macs["conv2"] + macs["conv3"]}
+    flops = script.csc_pass_flops(model, ["fc6", "conv3"], n_images=4, n_vectors=5, macs=macs)
+    assert flops == 2.0 * (4 * sum(macs.values()) + 4 * 5 * (below["fc6"] + below["conv3"]))
+    with pytest.raises(ValueError, match="nowhere"):
+        script.csc_pass_flops(model, ["nowhere"], 4, 5, macs)
+
+
+@pytest.mark.slow
+def test_bench_sanity_breaks_the_csc_protocol_down(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_sanity.py"), "--n-images", "2", "--protocols", "csc",
+         "--engines", "native", "--methods", "Gradient", "--breakdown", "--json", str(tmp_path / "bench.json")],
+        capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "Gradient first call" in completed.stdout and "arithmetic of the passes" in completed.stdout
+    import json
+    breakdown = json.loads((tmp_path / "bench.json").read_text())["csc_breakdown"]
+    assert set(breakdown["cpu_s"]) == {"draw the vectors", "Gradient trace", "Gradient first call",
+                                       "Gradient statistics"}
+    assert breakdown["cpu_total_s"] == pytest.approx(sum(breakdown["cpu_s"].values()))
+    assert 0 < breakdown["arithmetic_s"] < breakdown["cpu_total_s"]
