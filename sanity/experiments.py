@@ -316,6 +316,9 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
     ``most_per_chunk``.
     """
     injection_layers = list(injection_layers)
+    repeated = sorted({name for name in injection_layers if injection_layers.count(name) > 1})
+    if repeated:
+        raise ValueError(f"injection layers must be unique, {repeated} appear more than once")
     layers = _layer_names(model)
     if chunk_size is None:
         chunk_size = csc_chunk_size(model, injection_layers, n_vectors, most_per_chunk)
@@ -347,7 +350,8 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                 k = injection_layers.index(name)
                 # Popped: each injection's results are freed once counted, so that the pass running
                 # meanwhile can reuse their memory instead of the process growing (page faults).
-                for layer_name, size, histograms in injection_histograms(propagated.pop(name), n_vectors):
+                for layer_name, size, histograms in injection_histograms(propagated.pop(name), len(positions),
+                                                                         n_vectors):
                     channels[layer_name] = size
                     fine[:, m, k, layers.index(layer_name)], coarse[:, m, k, layers.index(layer_name)] = histograms
 
@@ -387,7 +391,7 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                      channels, len(stored))
 
 
-def injection_histograms(propagated: dict, n_vectors: int):
+def injection_histograms(propagated: dict, n_images: int, n_vectors: int):
     """Per layer of one injection's results (layer -> ``n_vectors`` rows per image, image-major):
     ``(layer, vector size, (fine, coarse))``, the per-image CSC histograms of :func:`csc.row_histograms`.
     Arrays that are one tensor (LRP's relevance at a conv layer and its ReLU, Dropout) are counted once."""
@@ -396,7 +400,7 @@ def injection_histograms(propagated: dict, n_vectors: int):
         values = np.asarray(values)
         buffer = _buffer(values)
         if buffer not in done:
-            per_image = values.reshape(-1, n_vectors, *values.shape[1:])
+            per_image = values.reshape(n_images, n_vectors, *values.shape[1:])
             done[buffer] = (csc.row_histograms(csc.pairwise_abs_cosine(per_image)), values)
         yield layer_name, _layer_vector_size(values.shape[1:]), done[buffer][0]
 

@@ -113,6 +113,11 @@ def test_csc_is_the_same_with_every_injection_in_its_own_call(model, inputs, mon
     np.testing.assert_array_equal(together.coarse, alone.coarse)
 
 
+def test_csc_refuses_an_injection_layer_given_twice(model, inputs):
+    with pytest.raises(ValueError, match=r"unique, \['fc5'\] appear"):
+        experiments.cosine_similarity_convergence(model, inputs, SPECS[:1], ["fc5", "conv3", "fc5"], progress=False)
+
+
 def test_csc_statistics_errors_reach_the_caller(model, inputs, monkeypatch):
     def broken(paths):
         raise FloatingPointError("broken statistics")
