@@ -353,7 +353,8 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                 for layer_name, size, histograms in injection_histograms(propagated.pop(name), len(positions),
                                                                          n_vectors):
                     channels[layer_name] = size
-                    fine[:, m, k, layers.index(layer_name)], coarse[:, m, k, layers.index(layer_name)] = histograms
+                    l = layers.index(layer_name)
+                    fine[:, m, k, l], coarse[:, m, k, l] = histograms
 
         # While one call propagates (TF), the statistics of the previous call's results (NumPy) run in
         # one thread and the next call is traced (Python) in another: TF and NumPy release the GIL,
