@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
 import numpy as np
-from tensorflow import keras
 
 from keras_xai.analyzers import Method, Recipe
 from keras_xai.canonize import STRUCTURAL_KINDS, CanonicalModel, UnsupportedLayerError, canonicalize, ends_in_softmax
@@ -97,7 +96,7 @@ class NativeAnalyzer:
 
     engine = "native"
 
-    def __init__(self, method: Method, model: keras.Model, dtype="float32", **params):
+    def __init__(self, method: Method, model, dtype="float32", **params):
         self.name = method.name
         self.model = model
         self.params = dict(params)

@@ -36,9 +36,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
-from tensorflow import keras
-
 from keras_xai import augment
+from keras_xai.graph import is_layer_class
 from keras_xai.rules import (
     AlphaBetaRule, BoundedRule, DeconvRule, EpsilonRule, FlatRule, GradientRule, GuidedRule,
     PassRule, Rule, WSquareRule, ZPlusFastRule, ZPlusRule, ZRule, rule_from_spec,
@@ -77,7 +76,7 @@ def selector(spec) -> Callable:
             raise ValueError(f"unknown layer selector {spec!r}; use one of {sorted(SELECTORS)}, "
                              "a Keras layer class, or a function of the Keras layer")
         return SELECTORS[spec]
-    if isinstance(spec, type) and issubclass(spec, keras.layers.Layer):
+    if is_layer_class(spec):
         return lambda step: isinstance(step.layer, spec) and not step.is_fused_activation
     if callable(spec):
         return lambda step: bool(spec(step.layer)) and not step.is_fused_activation

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-from tensorflow import keras
-
 from keras_xai.analyzer import NativeAnalyzer
 from keras_xai.analyzers import get_method
 
@@ -49,7 +47,7 @@ def declare_engine_method(engine: str, name: str, family: str, parameters: dict 
                                                  **extra)
 
 
-def create_analyzer(name: str, model: keras.Model, engine: str = "native", **params):
+def create_analyzer(name: str, model, engine: str = "native", **params):
     """Create an analyzer for ``model`` with the method ``name``.
 
     Parameters

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import tensorflow as tf
-from tensorflow import keras
 
+from keras_xai import graph as keras_graph
 from keras_xai import operations as ops
-from keras_xai.graph import ModelGraph
+from keras_xai.graph import ModelGraph, Node
 
 #: Keras layer types the native engine supports (Dropout and InputLayer are handled by the graph).
 SUPPORTED_LAYER_TYPES = (
@@ -50,7 +50,7 @@ class Step:
     name : str
         Layer name; the linear half of a layer with a fused activation is ``"<name>/linear"``.
     layer : keras.layers.Layer
-        The Keras layer this step comes from.
+        The Keras layer this step comes from (Keras 2 or Keras 3).
     kind : str
         "input", one of :data:`LINEAR_KINDS`, one of :data:`STRUCTURAL_KINDS`, or "activation".
     operation : keras_xai.operations.Operation or None
@@ -74,7 +74,7 @@ class Step:
 
     index: int
     name: str
-    layer: keras.layers.Layer
+    layer: object
     kind: str
     operation: ops.Operation | None
     inputs: tuple
@@ -125,6 +125,7 @@ _KNOWN_ACTIVATIONS = ("linear", "relu", "softmax", "tanh", "sigmoid", "elu", "se
 
 def _activation_name(layer) -> str | None:
     """Name of the activation a layer applies (None if it has none)."""
+    keras = keras_graph.keras_of(layer)
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
     if isinstance(layer, keras.layers.ReLU):
@@ -141,12 +142,12 @@ def _activation_name(layer) -> str | None:
     return {"relu": "relu", "softmax": "softmax", "identity": "linear"}.get(name, name)
 
 
-def ends_in_softmax(model: keras.Model) -> bool:
+def ends_in_softmax(model) -> bool:
     """True if the model's output layer applies a softmax."""
-    return _activation_name(model.outputs[0]._keras_history.layer) == "softmax"
+    return _activation_name(keras_graph.output_layer(model)) == "softmax"
 
 
-def model_wo_softmax(model: keras.Model) -> keras.Model:
+def model_wo_softmax(model):
     """Return a model computing the logits, i.e. ``model`` without its final softmax.
 
     The new model shares the layers (and weights) of ``model``; if the softmax is fused into the
@@ -158,24 +159,23 @@ def model_wo_softmax(model: keras.Model) -> keras.Model:
     ValueError
         If the model does not end in a softmax.
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
-    output = model.outputs[0]
-    last = output._keras_history.layer
+    keras_graph.check_model(model)
+    last = keras_graph.output_layer(model)
     if _activation_name(last) != "softmax":
         raise ValueError(
             f"model {model.name!r} does not end in a softmax (its output layer {last.name!r} is "
             f"{type(last).__name__}); it can be analyzed as it is"
         )
+    layers = keras_graph.keras_of(model).layers
     layer_input = last.input
-    if isinstance(last, (keras.layers.Activation, keras.layers.Softmax)):
+    if isinstance(last, (layers.Activation, layers.Softmax)):
         logits = layer_input
     else:
         config = dict(last.get_config(), activation="linear", name=f"{last.name}_logits")
         replacement = type(last).from_config(config)
         logits = replacement(layer_input)
         replacement.set_weights(last.get_weights())
-    return keras.Model(inputs=model.inputs, outputs=logits, name=model.name)
+    return keras_graph.with_outputs(model, logits)
 
 
 # --- layer -> operation ----------------------------------------------------------------------
@@ -193,13 +193,15 @@ def _activation_operation(layer, name: str, fused: bool, method: str) -> ops.Act
             layer, "softmax inside the model (explain logits: keras_xai.model_wo_softmax(model))",
             method,
         )
-    function = layer.activation if callable(getattr(layer, "activation", None)) else keras.activations.get(name)
+    function = (layer.activation if callable(getattr(layer, "activation", None))
+                else keras_graph.keras_of(layer).activations.get(name))
     return ops.ActivationOperation(name, function, fused=fused)
 
 
-def _batch_norm_operation(layer, dtype, method: str) -> ops.AffineOperation:
+def _batch_norm_operation(node: Node, dtype, method: str) -> ops.AffineOperation:
+    layer = node.layer
     axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-    rank = len(layer.input_shape)
+    rank = len(node.input_shapes[0])
     if [a % rank for a in axes] != [rank - 1]:
         raise _unsupported(layer, f"normalisation axis {layer.axis} (only the last axis)", method)
 
@@ -214,19 +216,20 @@ def _batch_norm_operation(layer, dtype, method: str) -> ops.AffineOperation:
     return ops.AffineOperation(scale, offset)
 
 
-def _reshape_target(layer) -> tuple:
+def _reshape_target(node: Node, layers) -> tuple:
     """Static per-sample output shape of Flatten/Reshape (``-1`` only where it is unknown)."""
-    shape = tuple(layer.output_shape[1:])
+    shape = tuple(node.output_shape[1:])
     if all(d is not None for d in shape):
         return shape
-    if isinstance(layer, keras.layers.Flatten):
+    if isinstance(node.layer, layers.Flatten):
         return (-1,)
-    return tuple(layer.target_shape)
+    return tuple(node.layer.target_shape)
 
 
-def _layer_operations(layer, dtype, method: str) -> tuple:
-    """``(kind, operation)`` or, for a fused activation, two such pairs."""
-    L = keras.layers
+def _layer_operations(node: Node, layers, dtype, method: str) -> tuple:
+    """``(kind, operation)`` or, for a fused activation, two such pairs; ``layers`` is
+    ``keras.layers`` of the model's own Keras."""
+    layer, L = node.layer, layers
     if isinstance(layer, L.Dense):
         linear = ("dense", ops.DenseOperation(layer.kernel, layer.bias, dtype))
     elif isinstance(layer, L.Conv2D) and type(layer) is L.Conv2D:
@@ -235,7 +238,7 @@ def _layer_operations(layer, dtype, method: str) -> tuple:
         linear = ("conv2d", ops.Conv2DOperation(
             layer.kernel, layer.bias, layer.strides, layer.padding, layer.dilation_rate, dtype))
     elif isinstance(layer, L.BatchNormalization):
-        return (("batch_norm", _batch_norm_operation(layer, dtype, method)),)
+        return (("batch_norm", _batch_norm_operation(node, dtype, method)),)
     elif isinstance(layer, L.Add):
         return (("add", ops.SumOperation()),)
     elif isinstance(layer, L.AveragePooling2D):
@@ -246,7 +249,7 @@ def _layer_operations(layer, dtype, method: str) -> tuple:
         return (("max_pooling", ops.MaxPoolingOperation(layer.pool_size, layer.strides, layer.padding)),)
     elif isinstance(layer, (L.Flatten, L.Reshape)):
         return (("reshape" if isinstance(layer, L.Reshape) else "flatten",
-                 ops.ReshapeOperation(_reshape_target(layer))),)
+                 ops.ReshapeOperation(_reshape_target(node, L))),)
     elif isinstance(layer, L.ZeroPadding2D):
         return (("zero_padding", ops.ZeroPaddingOperation(layer.padding)),)
     elif isinstance(layer, L.Concatenate):
@@ -257,7 +260,7 @@ def _layer_operations(layer, dtype, method: str) -> tuple:
         return (("activation", _activation_operation(layer, "relu", False, method)),)
     elif isinstance(layer, (L.Activation, L.Softmax)):
         return (("activation", _activation_operation(layer, _activation_name(layer), False, method)),)
-    elif isinstance(layer, keras.Model):
+    elif keras_graph.is_model(layer):
         raise _unsupported(layer, "nested models are not supported; rebuild the model flat "
                                   "(e.g. keras.Model(inner.input, outer_layers(inner.output)))", method)
     else:
@@ -320,7 +323,7 @@ def canonicalize(graph: ModelGraph, dtype: tf.DType, method: str = "this method"
             steps.append(Step(0, node.name, node.layer, "input", None, (), node.output_shape))
             node_to_step[0], nonnegative[0], fed_by_input[0] = 0, False, True
             continue
-        pairs = _layer_operations(node.layer, dtype, method)
+        pairs = _layer_operations(node, graph.layers, dtype, method)
         inputs = tuple(node_to_step[i] for i in node.inputs)
         for position, (kind, operation) in enumerate(pairs):
             is_last = position == len(pairs) - 1

@@ -8,6 +8,7 @@ analyzer uses it any more; saved again when a call finds the weights changed, se
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import threading
 import uuid
@@ -16,14 +17,49 @@ import weakref
 
 import numpy as np
 import tensorflow as tf
-from tensorflow import keras
-
+from keras_xai import graph as keras_graph
 from keras_xai.analyzer import NativeAnalyzer
 from keras_xai.canonize import ends_in_softmax
 from keras_xai.engines.worker import Worker, get_worker, remove_file
 from keras_xai.validation import (
     check_batch, check_injected, compute_dtype, injections, layer_name, neuron_indices, output_units,
 )
+
+
+#: Where the reference engines run: iNNvestigate 2.1.2 and deeplift 0.6.13 need TF 1-style graph mode,
+#: which stops at TensorFlow 2.14 / Keras 2 (no wheels for Python 3.12+).
+REPRODUCTION_STACK = ("Python 3.9-3.11, TensorFlow 2.14 and Keras 2: pip install -c constraints.txt "
+                      "'keras-xai[engines]' (the project's `make test` venv)")
+
+
+class EngineUnavailableError(ImportError):
+    """A reference engine's package cannot run in this environment."""
+
+
+def check_reference_engine(engine: str, model) -> None:
+    """Raise a clear error unless ``engine`` can explain ``model`` here (each reference engine runs
+    the package of its own name).
+
+    Raises
+    ------
+    EngineUnavailableError
+        ``package`` is not installed, or TensorFlow is newer than 2.14.
+    TypeError, ValueError
+        ``model`` is not a Keras model, or is a Keras 3 model (the packages read Keras 2 files).
+    """
+    package = engine
+    tf_version = tuple(int(part) for part in tf.__version__.split(".")[:2])
+    if importlib.util.find_spec(package) is None or tf_version >= (2, 15):
+        found = "is not installed" if importlib.util.find_spec(package) is None else \
+            f"cannot run on TensorFlow {tf.__version__}"
+        raise EngineUnavailableError(
+            f"engine={engine!r} needs the package {package!r}, which {found} here; it runs on the "
+            f"reproduction stack only ({REPRODUCTION_STACK}). engine='native' offers every method "
+            "on this stack")
+    keras_graph.check_model(model)
+    if keras_graph.keras_major(model) >= 3:
+        raise ValueError(f"model {model.name!r} is a Keras 3 model; engine={engine!r} ({package}) reads "
+                         f"Keras 2 models only ({REPRODUCTION_STACK}); use engine='native'")
 
 
 class WeightWatch:
@@ -42,7 +78,7 @@ class WeightWatch:
     :attr:`version` grows by one at every change found by :meth:`check`.
     """
 
-    def __init__(self, model: keras.Model):
+    def __init__(self, model):
         self.token = uuid.uuid4().hex  # names the model's saved files (see _ModelFiles)
         self.version = 0
         self._take_snapshot(model)
@@ -64,7 +100,7 @@ class WeightWatch:
         same = [tf.reduce_all(tf.equal(self._bits(v), self._bits(s))) for v, s in zip(self._variables, self._snapshot)]
         return tf.reduce_all(tf.stack(same)) if same else tf.constant(True)
 
-    def check(self, model: keras.Model) -> int:
+    def check(self, model) -> int:
         """The model's weight version (a new one if the weights changed since the last check)."""
         if [id(v) for v in model.weights] != self._ids:  # variables replaced (e.g. a layer rebuilt)
             self._take_snapshot(model)
@@ -81,7 +117,7 @@ _WATCHES = weakref.WeakKeyDictionary()  # model -> WeightWatch, shared by the mo
 _WATCHES_LOCK = threading.Lock()
 
 
-def weight_watch(model: keras.Model) -> WeightWatch:
+def weight_watch(model) -> WeightWatch:
     """The :class:`WeightWatch` of ``model`` (one per model object)."""
     with _WATCHES_LOCK:
         watch = _WATCHES.get(model)
@@ -113,7 +149,7 @@ class _ModelFiles:
         self._lock = threading.RLock()
         self._files = {}  # (worker folder, variant, model token, weight version) -> [path, users]
 
-    def acquire(self, worker: Worker, model: keras.Model, key: tuple) -> str:
+    def acquire(self, worker: Worker, model, key: tuple) -> str:
         """The path of ``model`` saved for ``key`` in ``worker``'s folder (saved on first use)."""
         key = (worker.directory,) + tuple(key)
         with self._lock:
@@ -174,9 +210,8 @@ class WorkerAnalyzer:
     #: Options of the engine itself (name -> default), accepted besides the method's parameters.
     engine_options: dict = {}
 
-    def __init__(self, method, model: keras.Model, timeout: float | None = None, dtype="float32", **params):
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
+    def __init__(self, method, model, timeout: float | None = None, dtype="float32", **params):
+        check_reference_engine(self.engine, model)
         if compute_dtype(dtype).name != "float32":
             raise ValueError(f"the {self.engine} engine computes in float32; got dtype={dtype!r} "
                              "(use engine='native' for float64)")
@@ -193,10 +228,10 @@ class WorkerAnalyzer:
                              "outputs; the engines explain single-input, single-output models")
         self.n_outputs = output_units(tuple(model.outputs[0].shape), model.name)
         self.input_shape = tuple(model.inputs[0].shape)
-        self._input_name = model.inputs[0]._keras_history.layer.name
+        self._input_name = keras_graph.input_names(model)[0]
         self._output_shapes = {self._input_name: self.input_shape}
         for layer in model.layers:
-            if not isinstance(layer, keras.layers.InputLayer):
+            if layer.name != self._input_name:
                 self._output_shapes[layer.name] = tuple(layer.output.shape)
         self._worker = get_worker(self.engine, self.worker_module)
         self._watch = weight_watch(model)
@@ -205,7 +240,7 @@ class WorkerAnalyzer:
 
     # --- hooks for the engines ---------------------------------------------------------------
 
-    def _check_model(self, model: keras.Model) -> None:
+    def _check_model(self, model) -> None:
         if ends_in_softmax(model):
             raise ValueError(f"model {model.name!r} ends in a softmax; {self.name} explains logits: "
                              "use keras_xai.model_wo_softmax(model)")
@@ -213,7 +248,7 @@ class WorkerAnalyzer:
     def _validate_params(self, params: dict) -> None:
         """Reject parameters the method does not have (before any worker is started)."""
 
-    def _model_to_save(self, model: keras.Model) -> keras.Model:
+    def _model_to_save(self, model):
         return model
 
     def _spec_options(self) -> dict:

@@ -35,7 +35,7 @@ activations (so ResNet-50 converts), and deeplift's ``update_task_vector`` speed
 from __future__ import annotations
 
 import numpy as np
-from tensorflow import keras
+from keras_xai import graph as keras_graph
 
 from keras_xai.canonize import UnsupportedLayerError
 from keras_xai.engines.base import WorkerAnalyzer
@@ -72,8 +72,9 @@ def _activation_name(layer) -> str | None:
     return getattr(activation, "__name__", str(activation))
 
 
-def check_convertible(model: keras.Model, method: str) -> None:
+def check_convertible(model, method: str) -> None:
     """Raise :class:`UnsupportedLayerError` naming the first layer deeplift cannot convert."""
+    keras = keras_graph.keras_of(model)
     for layer in model.layers:
         kind = type(layer).__name__
         if kind not in SUPPORTED_LAYERS:
@@ -93,7 +94,7 @@ def check_convertible(model: keras.Model, method: str) -> None:
             raise UnsupportedLayerError(f"layer {layer.name!r} (Conv2D) is dilated; deeplift supports dilation 1 only")
         if isinstance(layer, keras.layers.Conv2D) and getattr(layer, "groups", 1) != 1:
             raise UnsupportedLayerError(f"layer {layer.name!r} (Conv2D) is grouped; deeplift supports groups=1 only")
-    last = model.outputs[0]._keras_history.layer
+    last = keras_graph.output_layer(model)
     if isinstance(last, (keras.layers.Activation, keras.layers.ReLU)) or \
             _activation_name(last) not in (None, "linear"):
         raise UnsupportedLayerError(
@@ -129,8 +130,8 @@ class DeepLiftAnalyzer(WorkerAnalyzer):
 
     def _model_to_save(self, model):
         # deeplift keeps layer names only when converting functional models.
-        if isinstance(model, keras.Sequential):
-            return keras.Model(model.inputs, model.outputs, name=model.name)
+        if isinstance(model, keras_graph.keras_of(model).Sequential):
+            return keras_graph.with_outputs(model, model.outputs)
         return model
 
     def _method_params(self) -> dict:

@@ -229,7 +229,7 @@ def test_rect_grad_percentile_position():
 def test_rect_grad_matches_native(build, percentile):
     """Standalone ReLUs (Activation and ReLU layers, max pooling) and a fused ReLU."""
     model = build(seed=4)
-    x = images(13, (4, *model.input_shape[1:]))
+    x = images(13, (4, *model.inputs[0].shape[1:]))
     native = keras_xai.create_analyzer("rect_grad", model, percentile=percentile).analyze(x, neuron_selection=1)
     theirs = keras_xai.create_analyzer("rect_grad", model, engine="innvestigate",
                                        percentile=percentile).analyze(x, neuron_selection=1)

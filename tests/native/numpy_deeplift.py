@@ -124,7 +124,7 @@ def input_contributions(model: keras.Model, x, reference, unit: int, mode: str, 
     """The input's contributions to output ``unit`` (what ``analyze`` returns) for a Dense chain."""
     numpy_dl = NumpyDeepLift(chain_weights(model), mode, ablation)
     stages = numpy_dl.forward(np.asarray(x, np.float64), np.asarray(reference, np.float64))
-    n_outputs = model.output_shape[-1]
+    n_outputs = model.outputs[0].shape[-1]
     one_hot = np.zeros((len(x), n_outputs))
     one_hot[:, unit] = 1.0
     return numpy_dl.reported(stages, numpy_dl.backward(stages, len(stages) - 1, one_hot))[0]

@@ -25,7 +25,7 @@ def _gradient_matches_tape(model, x):
     with tf.GradientTape() as tape:
         inputs = tf.constant(x)
         tape.watch(inputs)
-        target = tf.reduce_sum(model(inputs) * tf.one_hot(selected, model.output_shape[-1]))
+        target = tf.reduce_sum(model(inputs) * tf.one_hot(selected, model.outputs[0].shape[-1]))
     expected = tape.gradient(target, inputs).numpy()
     ours = keras_xai.create_analyzer("gradient", model).analyze(x, neuron_selection=selected)
     assert np.abs(ours - expected).max() <= 1e-4 * np.abs(expected).max()

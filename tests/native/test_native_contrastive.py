@@ -65,11 +65,11 @@ def clrp_numpy(model, x, units, dual="others", absolute=True, clip=True) -> np.n
 
 
 def _inputs(model, seed, batch=4):
-    return np.random.default_rng(seed).normal(size=(batch, *model.input_shape[1:]))
+    return np.random.default_rng(seed).normal(size=(batch, *model.inputs[0].shape[1:]))
 
 
 def _units(model, x):
-    return np.arange(len(x)) % model.output_shape[-1]
+    return np.arange(len(x)) % model.outputs[0].shape[-1]
 
 
 # --- Excitation Backprop -----------------------------------------------------------------------
@@ -82,7 +82,7 @@ def test_excitation_backprop_matches_numpy(build):
         randomize(model, seed + 100)  # new weights, same analyzer: it reads them live
         x = _inputs(model, seed)
         units = _units(model, x)
-        expected = z_plus_numpy(model, x, np.eye(model.output_shape[-1])[units])
+        expected = z_plus_numpy(model, x, np.eye(model.outputs[0].shape[-1])[units])
         assert np.abs(expected).max() > 0
         np.testing.assert_allclose(analyzer.analyze(x, units), expected, rtol=1e-10, atol=1e-13)
 
@@ -121,7 +121,7 @@ def test_contrastive_excitation_backprop_matches_numpy(build):
         x = _inputs(model, seed)
         units = _units(model, x)
         ours = analyzer.analyze(x, units)
-        expected = z_plus_numpy(model, x, np.eye(model.output_shape[-1])[units], final="contrastive")
+        expected = z_plus_numpy(model, x, np.eye(model.outputs[0].shape[-1])[units], final="contrastive")
         assert np.abs(expected).max() > 0 and (expected < 0).any()
         np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12)
         # Conservation: (Z+ - N+) m_k sums to 1 - 1 where the selected unit has positive and
@@ -169,10 +169,10 @@ def test_contrastive_excitation_backprop_relevances_and_injection(model_name):
     np.testing.assert_array_equal(everything["input"], analyzer.analyze(x, neuron_selection=1))
     # Injected at the final layer's output, the contrast applies; below it plain EB.
     final = [layer.name for layer in model.layers if isinstance(layer, L.Dense)][-1]
-    vector = np.random.default_rng(0).normal(size=(len(x), *model.get_layer(final).output_shape[1:]))
+    vector = np.random.default_rng(0).normal(size=(len(x), *model.get_layer(final).output.shape[1:]))
     at_final = analyzer.propagate_from(x, final, vector)
     np.testing.assert_allclose(at_final[final], vector, rtol=1e-6)
-    below = model.get_layer(final).input._keras_history.layer.name
+    below = keras_xai.graph.producer(model.get_layer(final).input).name
     np.testing.assert_allclose(analyzer.propagate_from(x, below, at_final[below])["input"],
                                eb.propagate_from(x, below, at_final[below])["input"], rtol=1e-6, atol=1e-9)
 

@@ -304,7 +304,7 @@ def summation_models():
 def test_summation_to_delta(summation_models, model_name, method):
     model = summation_models[model_name]
     rng = np.random.default_rng(9)
-    x = rng.uniform(0, 1, size=(3, *model.input_shape[1:]))
+    x = rng.uniform(0, 1, size=(3, *model.inputs[0].shape[1:]))
     analyzer = keras_xai.create_analyzer(method, model, dtype="float64")
     selection = np.array([0, 3, 4])
     contributions = analyzer.analyze(x, neuron_selection=selection)

@@ -1,5 +1,9 @@
 """Bad input gives a clear ValueError/TypeError that names the problem."""
+import importlib.util
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +118,33 @@ def test_unknown_engine_and_a_method_the_engine_lacks():
     with pytest.raises(ValueError, match=re.escape(f"{lacking.name} is not available in the innvestigate "
                                                    f"engine; use {offered}")):
         keras_xai.create_analyzer(lacking.name, model, engine="innvestigate")
+
+
+@pytest.mark.parametrize("engine", ["innvestigate", "deeplift"])
+def test_a_reference_engine_that_cannot_run_here_says_what_it_needs(engine):
+    import tensorflow as tf
+    from keras_xai.engines.base import EngineUnavailableError
+    if importlib.util.find_spec(engine) is not None and tf.__version__.startswith("2.14."):
+        pytest.skip(f"{engine} runs here (the reproduction stack)")
+    method = "lrp.z" if engine == "innvestigate" else "deep_lift.rescale"
+    with pytest.raises(EngineUnavailableError, match=rf"engine='{engine}' needs the package '{engine}'.*"
+                                                     r"reproduction stack.*keras-xai\[engines\]"):
+        keras_xai.create_analyzer(method, TINY_MODELS["dense"](), engine=engine)
+
+
+def test_a_keras3_model_on_another_backend_is_refused_clearly():
+    keras = pytest.importorskip("keras")
+    if not keras.__version__.startswith("3."):
+        pytest.skip("Keras 3 only")
+    pytest.importorskip("jax", reason="Keras 3's other backends need JAX (not in the test stacks)")
+    script = ("import os; os.environ['KERAS_BACKEND'] = 'jax'; import keras, keras_xai\n"
+              "model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
+              "try:\n    keras_xai.create_analyzer('gradient', model)\n"
+              "except ValueError as error:\n    print(error)\n")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                               cwd=Path(__file__).resolve().parents[2])
+    assert "on the 'jax' backend" in completed.stdout and "TensorFlow backend" in completed.stdout, (
+        completed.stdout + completed.stderr[-2000:])
 
 
 def test_bad_method_parameters():

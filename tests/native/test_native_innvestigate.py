@@ -4,6 +4,7 @@ Models: the appendix-D CIFAR net and a small VGG-style net (fused ReLUs), random
 non-zero biases, a batch of 4 images with values in [-1, 1]. Criterion:
 max |ours - theirs| / max |theirs| <= 1e-4. SmoothGrad is random and is left out.
 """
+import importlib.util
 import json
 import subprocess
 import warnings
@@ -14,6 +15,9 @@ import numpy as np
 import pytest
 
 import keras_xai
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("innvestigate") is None,
+                                reason="iNNvestigate runs on the reproduction stack only (TF 2.14, Keras 2)")
 
 WORKER = Path(__file__).with_name("innvestigate_worker.py")
 TOLERANCE = 1e-4

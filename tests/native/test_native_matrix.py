@@ -11,7 +11,7 @@ METHODS = [info.name for info in keras_xai.list_analyzers() if "native" in info.
 
 
 def _inputs(model, seed=0):
-    return np.random.default_rng(seed).normal(size=(3, *model.input_shape[1:])).astype(np.float32)
+    return np.random.default_rng(seed).normal(size=(3, *model.inputs[0].shape[1:])).astype(np.float32)
 
 
 def _kill_hidden_relus(model):

@@ -456,7 +456,7 @@ def test_custom_kernel_operations_equal_tensorflow_gradients(config):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(2, 9, 8, 3)), tf.float32)
     other_kernel = tf.constant(rng.normal(size=(3, 3, 3, 4)), tf.float32)
-    cotangent = tf.constant(rng.normal(size=(2, *model.output_shape[1:])), tf.float32)
+    cotangent = tf.constant(rng.normal(size=(2, *model.outputs[0].shape[1:])), tf.float32)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([x, other_kernel])
         out = tf.nn.conv2d(x, other_kernel, [1, *model.layers[1].strides, 1], config["padding"].upper(),

@@ -16,7 +16,7 @@ POSTPROCESS = {"abs": np.abs, "square": np.square}
 @pytest.fixture(scope="module")
 def conv():
     model = TINY_MODELS["conv"](seed=5)
-    x = np.random.default_rng(5).normal(size=(3, *model.input_shape[1:]))
+    x = np.random.default_rng(5).normal(size=(3, *model.inputs[0].shape[1:]))
     return model, x
 
 

@@ -28,7 +28,7 @@ def cifar():
 @pytest.mark.parametrize("layer", ["fc6", "fc5", "relu4", "conv4", "conv3", "pool2", "conv2"])
 def test_gradient_injection_is_the_tape_vjp(cifar, layer):
     model, x = cifar
-    shape = model.get_layer(layer).output_shape[1:]
+    shape = model.get_layer(layer).output.shape[1:]
     v = np.random.default_rng(0).normal(size=(2, *shape)).astype(np.float32)
     analyzer = keras_xai.create_analyzer("gradient", model)
     propagated = analyzer.propagate_from(x, layer, v)
@@ -41,8 +41,8 @@ def test_gradient_injection_is_the_tape_vjp(cifar, layer):
                                                ("residual", "fc_last_axis"), ("pooling", "gap")])
 def test_gradient_injection_is_the_tape_vjp_on_branching_models(model_name, layer):
     model = TINY_MODELS[model_name]()
-    x = np.random.default_rng(1).normal(size=(3, *model.input_shape[1:]))
-    shape = model.get_layer(layer).output_shape[1:]
+    x = np.random.default_rng(1).normal(size=(3, *model.inputs[0].shape[1:]))
+    shape = model.get_layer(layer).output.shape[1:]
     v = np.random.default_rng(2).normal(size=(3, *shape))
     float64 = keras_xai.create_analyzer("gradient", model, dtype="float64").propagate_from(x, layer, v)["input"]
     # Keras computes the tape VJP in float32; the float64 engine agrees up to float32 rounding...
@@ -72,7 +72,7 @@ def test_float64_gradient_injection_equals_the_float64_tape_exactly():
     x = np.random.default_rng(0).normal(size=(4, 8, 8, 3))
     analyzer = keras_xai.create_analyzer("gradient", model, dtype="float64")
     for layer in ("fc", "relu", "conv2", "pool"):
-        v = np.random.default_rng(1).normal(size=(4, *model.get_layer(layer).output_shape[1:]))
+        v = np.random.default_rng(1).normal(size=(4, *model.get_layer(layer).output.shape[1:]))
         np.testing.assert_array_equal(analyzer.propagate_from(x, layer, v)["input"], tape_vjp(model, layer, x, v))
 
 
@@ -85,7 +85,7 @@ def test_k_vectors_per_sample_gradient_equals_the_tape_exactly_with_the_maxima_f
     analyzer = keras_xai.create_analyzer("gradient", model, dtype="float64")
     k = 3
     for layer in ("fc", "relu", "pool"):
-        v = np.random.default_rng(1).normal(size=(4 * k, *model.get_layer(layer).output_shape[1:]))
+        v = np.random.default_rng(1).normal(size=(4 * k, *model.get_layer(layer).output.shape[1:]))
         np.testing.assert_array_equal(analyzer.propagate_from(x, layer, v)["input"],
                                       tape_vjp(model, layer, np.repeat(x, k, axis=0), v), err_msg=layer)
     functions = [f for key, f in analyzer._engine._functions.items() if key[0] == "inject"]
@@ -102,7 +102,7 @@ def test_lrp_z_injection_conserves_the_injected_sum_without_biases(cifar, layer)
     for weights in model.weights:
         if "bias" in weights.name:
             weights.assign(tf.zeros_like(weights))
-    shape = model.get_layer(layer).output_shape[1:]
+    shape = model.get_layer(layer).output.shape[1:]
     v = np.random.default_rng(4).normal(size=(2, *shape))
     analyzer = keras_xai.create_analyzer("lrp.z", model, dtype="float64")
     propagated = analyzer.propagate_from(x, layer, v)
@@ -118,7 +118,7 @@ def test_relevances_report_every_layer_and_start_from_the_selected_logit(cifar):
     assert list(relevances)[:3] == ["input", "conv1", "relu1"]
     assert set(relevances) == {layer.name for layer in model.layers} | {"input"}
     for name, value in relevances.items():
-        assert value.shape == (2, *model.get_layer(name).output_shape[1:]) if name != "input" else x.shape
+        assert value.shape == (2, *model.get_layer(name).output.shape[1:]) if name != "input" else x.shape
     logits = model(x).numpy()
     expected = np.zeros_like(logits)
     expected[0, 2], expected[1, 7] = logits[0, 2], logits[1, 7]
@@ -185,15 +185,15 @@ def test_k_vectors_per_sample_equal_the_repeated_batch(method, model_name, layer
     model = TINY_MODELS[model_name]()
     layer = layer or model.layers[-1].name
     rng = np.random.default_rng(7)
-    x = rng.normal(size=(3, *model.input_shape[1:])).astype(np.float32)
+    x = rng.normal(size=(3, *model.inputs[0].shape[1:])).astype(np.float32)
     params = params_for(method)
     if method.startswith("deep_lift"):
         params["reference"] = rng.normal(size=x.shape).astype(np.float32)  # one reference per sample
     analyzer = keras_xai.create_analyzer(method, model, dtype="float64", **params)
     if method.startswith("pattern"):
-        analyzer.fit(rng.normal(size=(16, *model.input_shape[1:])))
+        analyzer.fit(rng.normal(size=(16, *model.inputs[0].shape[1:])))
     k = 4
-    v = rng.normal(size=(3 * k, *model.get_layer(layer).output_shape[1:]))
+    v = rng.normal(size=(3 * k, *model.get_layer(layer).output.shape[1:]))
     grouped = analyzer.propagate_from(x, layer, v)
     if method.startswith("deep_lift"):  # the repeated batch needs the repeated references
         analyzer = keras_xai.create_analyzer(method, model, dtype="float64",
@@ -209,9 +209,9 @@ def test_k_vectors_per_sample_equal_the_repeated_batch(method, model_name, layer
 def test_k_vectors_per_sample_with_a_shared_reference(method):
     model = TINY_MODELS["residual"]()
     rng = np.random.default_rng(8)
-    x = rng.normal(size=(2, *model.input_shape[1:]))
+    x = rng.normal(size=(2, *model.inputs[0].shape[1:]))
     analyzer = keras_xai.create_analyzer(method, model, dtype="float64", reference=0.5)
-    v = rng.normal(size=(6, *model.output_shape[1:]))
+    v = rng.normal(size=(6, *model.outputs[0].shape[1:]))
     grouped = analyzer.propagate_from(x, model.layers[-1].name, v)
     repeated = analyzer.propagate_from(np.repeat(x, 3, axis=0), model.layers[-1].name, v)
     for name, values in repeated.items():
@@ -228,7 +228,7 @@ def test_propagate_from_layers_equals_one_propagate_from_per_layer(cifar, method
     analyzer = keras_xai.create_analyzer(method, model, dtype="float64", **params)
     rng = np.random.default_rng(5)
     injected = {"fc6": rng.normal(size=(2, 10)),  # one vector per sample here, three there
-                model.get_layer("conv3"): rng.normal(size=(6, *model.get_layer("conv3").output_shape[1:]))}
+                model.get_layer("conv3"): rng.normal(size=(6, *model.get_layer("conv3").output.shape[1:]))}
     together = analyzer.propagate_from_layers(x, injected)
     assert list(together) == ["fc6", "conv3"]
     for layer, vectors in injected.items():
@@ -246,7 +246,7 @@ def test_prepare_propagate_from_layers_traces_the_call_ahead(cifar, method):
     model, x = cifar
     rng = np.random.default_rng(6)
     injected = {"fc6": rng.normal(size=(4, 10)).astype(np.float32),  # two vectors per sample
-                "conv3": rng.normal(size=(2, *model.get_layer("conv3").output_shape[1:])).astype(np.float32)}
+                "conv3": rng.normal(size=(2, *model.get_layer("conv3").output.shape[1:])).astype(np.float32)}
     analyzer = keras_xai.create_analyzer(method, model)
     # Only the shapes matter: zero views of the vectors' shape trace the same pass.
     analyzer.prepare_propagate_from_layers(x, {name: np.broadcast_to(np.float32(0), v.shape)
@@ -302,10 +302,10 @@ def test_propagate_from_layers_rejects_bad_requests(cifar):
 def test_k_vectors_per_sample_with_a_per_sample_integrated_gradients_reference():
     model = TINY_MODELS["conv"]()
     rng = np.random.default_rng(9)
-    x = rng.normal(size=(3, *model.input_shape[1:]))
+    x = rng.normal(size=(3, *model.inputs[0].shape[1:]))
     reference = rng.normal(size=x.shape)
     layer = model.layers[-1].name
-    v = rng.normal(size=(6, *model.output_shape[1:]))
+    v = rng.normal(size=(6, *model.outputs[0].shape[1:]))
     grouped = keras_xai.create_analyzer("integrated_gradients", model, dtype="float64", steps=4,
                                         reference_inputs=reference).propagate_from(x, layer, v)
     repeated = keras_xai.create_analyzer("integrated_gradients", model, dtype="float64", steps=4,

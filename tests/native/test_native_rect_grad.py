@@ -64,8 +64,8 @@ def linear_layers(model: keras.Model) -> list:
         if isinstance(layer, L.Dense):
             layers.append((layer.kernel.numpy().astype(np.float64), layer.bias.numpy().astype(np.float64)))
         elif isinstance(layer, L.Conv2D):
-            bias = np.tile(layer.bias.numpy().astype(np.float64), int(np.prod(layer.output_shape[1:3])))
-            layers.append((conv_matrix(layer.kernel.numpy().astype(np.float64), layer.input_shape[1:]), bias))
+            bias = np.tile(layer.bias.numpy().astype(np.float64), int(np.prod(layer.output.shape[1:3])))
+            layers.append((conv_matrix(layer.kernel.numpy().astype(np.float64), layer.input.shape[1:]), bias))
     return layers
 
 
@@ -101,7 +101,7 @@ def rect_grad_numpy(model, x, units, q=None, threshold=None) -> np.ndarray:
 
 
 def _inputs(model, seed, batch=4):
-    return np.random.default_rng(seed).normal(size=(batch, *model.input_shape[1:]))
+    return np.random.default_rng(seed).normal(size=(batch, *model.inputs[0].shape[1:]))
 
 
 # --- the percentile convention ---------------------------------------------------------------------
@@ -131,7 +131,7 @@ def test_rect_grad_matches_numpy(build, q):
     for seed in SEEDS:
         randomize(model, seed + 100)  # new weights, same analyzer: it reads them live
         x = _inputs(model, seed + 10)
-        units = np.arange(len(x)) % model.output_shape[-1]
+        units = np.arange(len(x)) % model.outputs[0].shape[-1]
         ours = analyzer.analyze(x, neuron_selection=units)
         expected = rect_grad_numpy(model, x, units, q=q)
         if q < 90:  # with 12-16 unit layers, q = 98 thresholds at the maximum and blocks everything
@@ -174,7 +174,7 @@ def test_threshold_zero_equals_guided_backprop(model_name):
     guided = keras_xai.create_analyzer("guided_backprop", model)
     # Same starting vector at the output layer: every layer identical, bit for bit.
     output_layer = model.layers[-1].name
-    vector = np.random.default_rng(1).normal(size=(len(x), *model.output_shape[1:])).astype(np.float32)
+    vector = np.random.default_rng(1).normal(size=(len(x), *model.outputs[0].shape[1:])).astype(np.float32)
     ours, theirs = rect.propagate_from(x, output_layer, vector), guided.propagate_from(x, output_layer, vector)
     assert set(ours) == set(theirs)
     for name in ours:
@@ -246,7 +246,7 @@ def _relu_sizes(model) -> list:
     for layer in model.layers:
         is_relu = isinstance(layer, L.ReLU) or getattr(getattr(layer, "activation", None), "__name__", "") == "relu"
         if is_relu:
-            sizes.append(int(np.prod(layer.output_shape[1:])))
+            sizes.append(int(np.prod(layer.output.shape[1:])))
     return sizes
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from keras_xai.references import REFERENCE_METHODS, check_reference_file
 
-REFERENCE_DIR = Path("/work/shared/innvestigate_refs/layer")
+REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "innvestigate_refs" / "layer"
 FILES = sorted(REFERENCE_DIR.glob("*.hdf5"))
 
 

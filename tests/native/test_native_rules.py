@@ -121,7 +121,7 @@ def conv_layer_model(rng, padding):
                               keras.layers.Conv2D(3, 3, padding=padding, name="layer")])
     model.set_weights([rng.normal(size=(3, 3, 2, 3)), rng.normal(scale=0.5, size=3)])
     kernel, b = (w.astype(np.float64) for w in model.get_weights())
-    out_positions = model.output_shape[1] * model.output_shape[2]
+    out_positions = model.outputs[0].shape[1] * model.outputs[0].shape[2]
     return model, conv_matrix(kernel, 5, 5, padding), np.tile(b, out_positions)
 
 
@@ -139,7 +139,7 @@ def engine_analyzer(model, rule):
 
 
 def engine_relevance(analyzer, model, x, R):
-    return analyzer.propagate_from(x, "layer", R.reshape(len(x), *model.output_shape[1:]))["input"]
+    return analyzer.propagate_from(x, "layer", R.reshape(len(x), *model.outputs[0].shape[1:]))["input"]
 
 
 def _seeded_layer(layer, model, seed):
@@ -159,7 +159,7 @@ def test_rule_matches_numpy_equation(case, layer):
     analyzer = engine_analyzer(model, rule)
     for seed in SEEDS:
         rng, W, b = _seeded_layer(layer, model, seed)
-        x = rng.normal(size=(3, *model.input_shape[1:]))
+        x = rng.normal(size=(3, *model.inputs[0].shape[1:]))
         if case == "z_plus_fast":
             x = np.abs(x)  # the rule assumes non-negative input
         R = rng.normal(size=(3, W.shape[1]))
@@ -174,7 +174,7 @@ def test_z_rule_without_bias_conserves_relevance(layer):
     analyzer = engine_analyzer(model, rules.ZRule(bias=False))
     for seed in SEEDS:
         rng, W, _ = _seeded_layer(layer, model, seed)
-        x = rng.normal(size=(2, *model.input_shape[1:]))
+        x = rng.normal(size=(2, *model.inputs[0].shape[1:]))
         R = rng.normal(size=(2, W.shape[1]))
         ours = engine_relevance(analyzer, model, x, R)
         np.testing.assert_allclose(ours.reshape(2, -1).sum(1), R.sum(1), rtol=1e-9)
@@ -286,7 +286,7 @@ def test_relevance_is_conserved_through_concatenate_reshape_padding_and_pooling(
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, variance = layer.get_weights()
             layer.set_weights([gamma, np.zeros_like(beta), np.zeros_like(mean), variance])
-    x = np.random.default_rng(8).normal(size=(3, *model.input_shape[1:]))
+    x = np.random.default_rng(8).normal(size=(3, *model.inputs[0].shape[1:]))
     unit = 1
     logits = model(x.astype(np.float32)).numpy()[:, unit].astype(np.float64)
     relevances = keras_xai.create_analyzer(method, model, dtype="float64").relevances(x, neuron_selection=unit)
