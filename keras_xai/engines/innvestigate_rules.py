@@ -26,6 +26,7 @@ import innvestigate.backend.checks as ichecks
 from innvestigate.analyzer.deeptaylor import DeepTaylor
 from innvestigate.analyzer.gradient_based import Gradient
 
+from keras_xai import graph as keras_graph
 # The native RectGrad's percentile (tf.contrib's "nearest"), which builds graph-mode ops as well.
 from keras_xai.rect_grad import percentile_position, percentile_threshold  # noqa: F401
 
@@ -327,7 +328,7 @@ def prepare_model(self, model):
         self._special_helper_layers.append(selection)
     elif mode == "index":
         indexing = klayers.Input(shape=(2,), dtype=np.int32, name="iNNvestigate_neuron_indexing")
-        self._special_helper_layers.append(indexing._keras_history[0])
+        self._special_helper_layers.append(keras_graph.producer(indexing))
         analysis_inputs.append(indexing)
         stop_analysis_at_tensors.append(indexing)
         selection = ilayers.NeuronSelection(name="NeuronSelection")

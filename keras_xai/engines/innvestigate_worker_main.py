@@ -26,6 +26,7 @@ import innvestigate.backend.checks as ichecks  # noqa: E402
 import innvestigate.backend.graph as igraph  # noqa: E402
 from innvestigate.analyzer.reverse_base import ReverseAnalyzerBase  # noqa: E402
 
+from keras_xai import graph as keras_graph  # noqa: E402
 from keras_xai.engines import innvestigate_rules as extra  # noqa: E402
 from keras_xai.engines.worker import RemoteError, run_worker, session_config  # noqa: E402
 
@@ -187,7 +188,7 @@ class ReverseRunner:
         wanted = {layer.name for layer in model.layers}
         _, execution, _ = igraph.trace_model_execution(self.analyzer._prepared_model)
         names, tensors = [], []
-        input_layer = model.inputs[0]._keras_history.layer
+        input_layer = keras_graph.producer(model.inputs[0])
         names.append(input_layer.name)
         tensors.append(self.analysis)
         for layer, _, outputs in execution:
