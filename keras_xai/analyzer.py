@@ -113,6 +113,8 @@ class NativeAnalyzer:
                               self._recipe.head, self.dtype, reference_pass=self._recipe.reference_pass)
         self.n_outputs = output_units(self._model.steps[self._model.output_index].output_shape, model.name)
         self.input_shape = self._model.steps[0].output_shape
+        if self._recipe.augmentation is not None:
+            self._recipe.augmentation.check(self.input_shape[1:])
 
     def __repr__(self):
         params = "".join(f", {k}={v!r}" for k, v in self.params.items())

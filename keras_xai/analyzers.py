@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -247,13 +248,20 @@ def guided_backprop() -> Recipe:
     return Recipe(rules, head="value", activations=_RELU_ONLY)
 
 
+def count_parameter(method: str, name: str, value) -> int:
+    """``value`` as a count >= 1; refuses 2.5, True and "3" (``int()`` would silently accept or round them)."""
+    is_integer = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not is_integer or value < 1:
+        raise ValueError(f"{method}: {name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 @register("integrated_gradients", "gradient")
 def integrated_gradients(reference_inputs=0.0, steps: int = 64, postprocess=None) -> Recipe:
     """Integrated gradients: (x - reference) times the mean gradient on the straight path."""
-    if int(steps) < 1:
-        raise ValueError(f"integrated_gradients: steps must be >= 1, got {steps}")
+    steps = count_parameter("integrated_gradients", "steps", steps)
     return Recipe(((SELECTORS["any"], GradientRule()),),
-                  augmentation=augment.StraightPath(int(steps), reference_inputs),
+                  augmentation=augment.StraightPath(steps, reference_inputs),
                   postprocess=_postprocess("integrated_gradients", postprocess))
 
 
@@ -261,12 +269,11 @@ def integrated_gradients(reference_inputs=0.0, steps: int = 64, postprocess=None
 def smoothgrad(augment_by_n: int = 64, noise_scale: float = 1.0, seed: int | None = None,
                postprocess=None) -> Recipe:
     """SmoothGrad: mean gradient over inputs with Gaussian noise of std noise_scale."""
-    if int(augment_by_n) < 1:
-        raise ValueError(f"smoothgrad: augment_by_n must be >= 1, got {augment_by_n}")
+    augment_by_n = count_parameter("smoothgrad", "augment_by_n", augment_by_n)
     if not noise_scale >= 0:
         raise ValueError(f"smoothgrad: noise_scale must be >= 0, got {noise_scale}")
     return Recipe(((SELECTORS["any"], GradientRule()),),
-                  augmentation=augment.GaussianNoise(int(augment_by_n), float(noise_scale), seed),
+                  augmentation=augment.GaussianNoise(augment_by_n, float(noise_scale), seed),
                   postprocess=_postprocess("smoothgrad", postprocess))
 
 
@@ -354,13 +361,18 @@ def lrp_flat(input_layer_rule=None, rules=None) -> Recipe:
 
 
 def alpha_beta_parameters(alpha, beta) -> tuple:
-    """Complete (alpha, beta) with alpha - beta = 1 when one is missing (iNNvestigate's convention)."""
+    """Complete (alpha, beta) with alpha - beta = 1 when one is missing, and refuse pairs with
+    alpha - beta != 1: only those conserve relevance (iNNvestigate requires it too). Other pairs
+    remain possible as ``rules=[("kernel", AlphaBetaRule(alpha, beta))]``."""
     if alpha is None and beta is None:
         raise ValueError("lrp.alpha_beta needs alpha or beta (or both)")
     alpha = float(beta) + 1 if alpha is None else float(alpha)
     beta = alpha - 1 if beta is None else float(beta)
     if alpha < 0 or beta < 0:
         raise ValueError(f"lrp.alpha_beta needs alpha >= 0 and beta >= 0, got alpha={alpha}, beta={beta}")
+    if abs(alpha - beta - 1) > 1e-9:
+        raise ValueError(f"lrp.alpha_beta needs alpha - beta = 1, got alpha={alpha}, beta={beta}; give one of "
+                         "them and the other follows, or use rules=[('kernel', AlphaBetaRule(alpha, beta))]")
     return alpha, beta
 
 

@@ -24,6 +24,9 @@ class Augmentation:
         """Turn the mean relevance at the input into the attribution."""
         return mean_relevance
 
+    def check(self, sample_shape: tuple) -> None:
+        """Raise ValueError if the augmentation cannot apply to samples of ``sample_shape``."""
+
 
 @dataclass(frozen=True)
 class GaussianNoise(Augmentation):
@@ -66,8 +69,27 @@ class StraightPath(Augmentation):
     count: int = 64
     reference: object = 0.0
 
+    def check(self, sample_shape):
+        reference = np.asarray(self.reference)
+        if not np.issubdtype(reference.dtype, np.number) or not np.isfinite(reference).all():
+            raise ValueError(f"integrated_gradients: reference_inputs must be finite numbers, got {self.reference!r}")
+        known = tuple(1 if d is None else d for d in sample_shape)
+        try:  # a leading batch dimension is allowed (one reference per sample)
+            fits = np.broadcast_shapes(reference.shape, (1, *known))[1:] == known
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"integrated_gradients: reference_inputs of shape {reference.shape} does not fit "
+                             f"the model's samples {tuple(sample_shape)}; give a number, one sample, or one "
+                             "reference per sample of the batch")
+
     def _reference(self, x):
-        return np.broadcast_to(np.asarray(self.reference, dtype=x.dtype), x.shape)
+        reference = np.asarray(self.reference, dtype=x.dtype)
+        try:
+            return np.broadcast_to(reference, x.shape)
+        except ValueError:
+            raise ValueError(f"integrated_gradients: reference_inputs of shape {reference.shape} does not "
+                             f"broadcast to the batch {x.shape}") from None
 
     def copies(self, x):
         reference = self._reference(x)

@@ -138,8 +138,9 @@ def _activation_name(layer) -> str | None:
     for name in _KNOWN_ACTIVATIONS:
         if activation is keras.activations.get(name):
             return name
+    # TensorFlow's own functions (activation=tf.nn.softmax) are versioned: softmax_v2.
     name = getattr(activation, "__name__", type(activation).__name__)
-    return {"relu": "relu", "softmax": "softmax", "identity": "linear"}.get(name, name)
+    return {"softmax_v2": "softmax", "identity": "linear"}.get(name, name)
 
 
 def ends_in_softmax(model) -> bool:

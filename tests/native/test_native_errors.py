@@ -168,3 +168,42 @@ def test_propagate_from_bad_layer_and_shapes(analyzer):
         analyzer.propagate_from(_x(), "fc", np.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"relevance has 3 vectors but x has 2 samples: give one vector per sample or the same number k"):
         analyzer.propagate_from(_x(), "fc", np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("method, params, message", [
+    ("smoothgrad", {"augment_by_n": 2.5}, r"augment_by_n must be an integer >= 1, got 2.5"),
+    ("smoothgrad", {"augment_by_n": True}, r"augment_by_n must be an integer >= 1, got True"),
+    ("integrated_gradients", {"steps": "8"}, r"steps must be an integer >= 1, got '8'"),
+    ("integrated_gradients", {"steps": 0}, r"steps must be an integer >= 1, got 0"),
+    ("lrp.alpha_beta", {"alpha": 1, "beta": 1}, r"alpha - beta = 1, got alpha=1.0, beta=1.0"),
+    ("integrated_gradients", {"reference_inputs": np.zeros((4, 4, 3))}, r"reference_inputs of shape \(4, 4, 3\) "
+                                                                        r"does not fit the model's samples \(8, 8, 3\)"),
+    ("integrated_gradients", {"reference_inputs": np.nan}, r"reference_inputs must be finite numbers"),
+])
+def test_bad_parameters_are_refused_at_creation(method, params, message):
+    with pytest.raises(ValueError, match=message):
+        keras_xai.create_analyzer(method, TINY_MODELS["conv"](), **params)
+
+
+def test_whole_floats_and_per_sample_references_are_accepted():
+    model = TINY_MODELS["conv"]()
+    x = _x(2)
+    counted = keras_xai.create_analyzer("integrated_gradients", model, steps=4.0).analyze(x)
+    np.testing.assert_array_equal(counted, keras_xai.create_analyzer("integrated_gradients", model, steps=4).analyze(x))
+    per_sample = keras_xai.create_analyzer("integrated_gradients", model, steps=4, reference_inputs=np.zeros_like(x))
+    np.testing.assert_array_equal(per_sample.analyze(x), counted)
+    with pytest.raises(ValueError, match=r"reference_inputs of shape \(2, 8, 8, 3\) does not broadcast to the batch "
+                                         r"\(3, 8, 8, 3\)"):
+        per_sample.analyze(_x(3))
+
+
+def test_a_softmax_given_as_a_tensorflow_function_is_found_and_stripped():
+    import tensorflow as tf
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation=tf.nn.softmax, name="probabilities")(inputs))
+    with pytest.raises(ValueError, match="ends in a softmax"):
+        keras_xai.create_analyzer("gradient", model)
+    logits = keras_xai.model_wo_softmax(model)
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    np.testing.assert_allclose(tf.nn.softmax(logits(x)).numpy(), model(x).numpy(), rtol=1e-6)
+    assert keras_xai.create_analyzer("gradient", logits).analyze(x).shape == x.shape
