@@ -11,7 +11,9 @@ from itertools import islice
 import numpy as np
 
 from keras_xai.analyzers import Method, Recipe
-from keras_xai.canonize import STRUCTURAL_KINDS, CanonicalModel, UnsupportedLayerError, canonicalize, ends_in_softmax
+from keras_xai.canonize import (
+    STRUCTURAL_KINDS, CanonicalModel, UnsupportedLayerError, canonicalize, check_spatial_sizes, ends_in_softmax,
+)
 from keras_xai.engine import Engine
 from keras_xai.graph import read_model
 from keras_xai.rules import GradientRule
@@ -128,7 +130,10 @@ class NativeAnalyzer:
     # --- helpers --------------------------------------------------------------------------------
 
     def _input(self, x) -> np.ndarray:
-        return check_batch(x, self.input_shape, self.dtype, "x")
+        array = check_batch(x, self.input_shape, self.dtype, "x")
+        if None in self.input_shape[1:3] and array.ndim == 4:
+            check_spatial_sizes(self._model, array.shape[1:])
+        return array
 
     def _selection(self, x, neuron_selection) -> np.ndarray:
         indices = neuron_indices(neuron_selection, len(x), self.n_outputs)

@@ -353,3 +353,24 @@ def canonicalize(graph: ModelGraph, dtype: tf.DType, method: str = "this method"
     for alias, node_index in graph.aliases.items():
         layer_steps.setdefault(alias, node_to_step[node_index])
     return CanonicalModel(tuple(steps), node_to_step[graph.output_index], layer_steps)
+
+
+def check_spatial_sizes(model: CanonicalModel, sample_shape: tuple) -> None:
+    """Raise ValueError if an input of ``sample_shape`` (height, width, channels) is too small for a
+    convolution or pooling window of a model whose input size is not fixed (``Input((None, None, 3))``).
+
+    TensorFlow would fail inside the pass with a message naming its op, not the layer.
+    """
+    sizes = {0: tuple(sample_shape[:2])}  # step -> (height, width) while the tensors are images
+    for step in model.steps[1:]:
+        inputs = [sizes.get(i) for i in step.inputs]
+        if step.kind in ("flatten", "reshape", "dense", "global_average_pooling") or None in inputs or not inputs:
+            continue
+        if not hasattr(step.operation, "output_size"):
+            sizes[step.index] = inputs[0]
+            continue
+        sizes[step.index] = step.operation.output_size(*inputs[0])
+        if min(sizes[step.index]) < 1:
+            raise ValueError(
+                f"an input of size {tuple(sample_shape[:2])} is too small for layer {step.describe()}: it receives "
+                f"{inputs[0][0]}x{inputs[0][1]} and its window does not fit; give larger inputs")

@@ -209,8 +209,32 @@ class DenseOperation(LinearOperation):
         return tf.matmul(flat_x, flat_c, transpose_a=True)
 
 
-class Conv2DOperation(LinearOperation):
+def window_output_size(size: int, window: int, stride: int, padding: str, dilation: int = 1) -> int:
+    """Output length of a sliding window along one axis (TensorFlow's VALID / SAME arithmetic)."""
+    if padding == "SAME":
+        return -(-size // stride)
+    return (size - (window - 1) * dilation - 1) // stride + 1
+
+
+class WindowedOperation:
+    """Mixin of the operations that slide a window over height and width (convolution, pooling)."""
+
+    def output_size(self, height: int, width: int) -> tuple:
+        """Spatial output size for a concrete input size (<= 0 where the window does not fit)."""
+        window = self._window_shape()
+        return tuple(window_output_size(size, window[axis], self._strides[axis + 1], self._padding,
+                                        self._dilations[axis + 1] if hasattr(self, "_dilations") else 1)
+                     for axis, size in enumerate((height, width)))
+
+    def _window_shape(self) -> tuple:
+        return tuple(self._ksize[1:3])
+
+
+class Conv2DOperation(WindowedOperation, LinearOperation):
     """Keras ``Conv2D`` (channels last, groups 1) without its activation."""
+
+    def _window_shape(self):
+        return tuple(self._kernel.shape[:2])
 
     def __init__(self, kernel, bias, strides, padding: str, dilations, dtype: tf.DType):
         self._kernel, self._bias, self._dtype = kernel, bias, dtype
@@ -298,7 +322,7 @@ class SumOperation(LinearOperation):
         return [cotangent for _ in inputs]
 
 
-class AveragePoolingOperation(LinearOperation):
+class AveragePoolingOperation(WindowedOperation, LinearOperation):
     """Keras ``AveragePooling2D``: each output is the mean of its window (weights ``1/n``)."""
 
     def __init__(self, pool_size, strides, padding: str):
@@ -352,7 +376,7 @@ class GlobalAveragePoolingOperation(LinearOperation):
         return [grad if weights in NON_NEGATIVE_SAME else grad * self._factor(inputs, weights)]
 
 
-class MaxPoolingOperation(Operation):
+class MaxPoolingOperation(WindowedOperation, Operation):
     """Keras ``MaxPooling2D``; its VJP routes the cotangent to each window's maximum."""
 
     def __init__(self, pool_size, strides, padding: str):
@@ -410,6 +434,9 @@ class ZeroPaddingOperation(Operation):
 
     def __init__(self, padding):
         (self._top, self._bottom), (self._left, self._right) = padding
+
+    def output_size(self, height: int, width: int) -> tuple:
+        return height + self._top + self._bottom, width + self._left + self._right
 
     def forward(self, inputs):
         paddings = [[0, 0], [self._top, self._bottom], [self._left, self._right], [0, 0]]

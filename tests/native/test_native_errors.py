@@ -207,3 +207,18 @@ def test_a_softmax_given_as_a_tensorflow_function_is_found_and_stripped():
     x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
     np.testing.assert_allclose(tf.nn.softmax(logits(x)).numpy(), model(x).numpy(), rtol=1e-6)
     assert keras_xai.create_analyzer("gradient", logits).analyze(x).shape == x.shape
+
+
+def test_an_input_too_small_for_a_window_names_the_layer():
+    inputs = keras.Input((None, None, 3), name="input")
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.Conv2D(2, 3, padding="same", strides=2, name="same_conv")(x)
+    outputs = keras.layers.Dense(2, name="fc")(keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    analyzer = keras_xai.create_analyzer("lrp.z", keras.Model(inputs, outputs))
+    assert analyzer.analyze(np.ones((1, 4, 4, 3), np.float32)).shape == (1, 4, 4, 3)  # 4 -> 2 -> 1 -> 1
+    with pytest.raises(ValueError, match=r"input of size \(3, 3\) is too small for layer 'pool' \(MaxPooling2D\): "
+                                         r"it receives 1x1"):
+        analyzer.analyze(np.ones((1, 3, 3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"input of size \(2, 5\) is too small for layer 'conv' \(Conv2D\)"):
+        analyzer.relevances(np.ones((1, 2, 5, 3), np.float32))
