@@ -200,7 +200,9 @@ def output_shape(model, name: str) -> tuple:
 
 def with_outputs(model, outputs, name: str | None = None):
     """A new model of the same Keras as ``model``, from its inputs to ``outputs``."""
-    return keras_of(model).Model(inputs=model.inputs, outputs=outputs, name=name or model.name)
+    # One input as a tensor, not a list: Keras 3 warns when called with a structure other than its inputs'.
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras_of(model).Model(inputs=inputs, outputs=outputs, name=name or model.name)
 
 
 def weights_suffix(model) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from architectures.cache import atomic_write_text
+from keras_xai import graph
 
 from . import experiments, methods, pattern_svd, plots, report, simulation
 from .setups import build_setup
@@ -161,9 +162,9 @@ def run_simulation(args, out: Path) -> None:
 
 
 def run_pattern_svd(setup, specs, args, out: Path) -> None:
-    from tensorflow import keras
+    layers = graph.keras_of(setup.model).layers  # the model's own Keras (2 or 3)
     kernels = {layer.name: layer.kernel.numpy() for layer in setup.model.layers
-               if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))}
+               if isinstance(layer, (layers.Dense, layers.Conv2D))}
     patterns = experiments.fitted_patterns(setup.model, setup.inputs, progress=not args.quiet)
     result = pattern_svd.pattern_singular_values(kernels, patterns)
     _write_json(out / "pattern_svd.json", {**result, "model": setup.description,

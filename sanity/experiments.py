@@ -23,6 +23,7 @@ from tensorflow import keras
 from tqdm.auto import tqdm
 
 import keras_xai
+from keras_xai import graph
 
 from . import csc, metrics, randomization
 from .methods import MethodSpec
@@ -179,7 +180,7 @@ def random_logit(model: keras.Model, inputs: ExperimentInputs, specs: Sequence[M
     converged (rank-1) chain gives ``lambda * c`` with the sign of ``lambda`` set by the explained logit,
     and LRP starts from the logit's value, which is usually negative for a random class.
     """
-    n_classes = int(model.output_shape[-1])
+    n_classes = int(graph.shape_of(model.outputs[0])[-1])
     pool = AnalyzerPool(model, inputs, engine)
     results = _results(out, "random_logit", _settings("random_logit", model, inputs, specs, seed, engine), log)
 
@@ -233,9 +234,8 @@ def cascading_randomization(model: keras.Model, inputs: ExperimentInputs, specs:
     """
     steps = list(steps)
     weights = list(randomization.cascading_weights(model, steps, seed))
-    working = keras.models.clone_model(model)
+    working = randomization.copy_model(model)
     original = model.get_weights()
-    working.set_weights(original)
     pool = AnalyzerPool(working, inputs, engine)
     results = _results(out, "cascading", _settings("cascading", model, inputs, specs, seed, engine, steps=steps), log)
 
@@ -322,7 +322,7 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
     layers = _layer_names(model)
     if chunk_size is None:
         chunk_size = csc_chunk_size(model, injection_layers, n_vectors, most_per_chunk)
-    shapes = {name: _output_shape(model, name) for name in injection_layers}
+    shapes = {name: sample_shape(model, name) for name in injection_layers}
     pool = AnalyzerPool(model, inputs, engine)
     results = _results(out, "csc", _settings("csc", model, inputs, specs, seed, engine,
                                              injection_layers=injection_layers, n_vectors=n_vectors), log)
@@ -386,7 +386,7 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
 
     stored = _run(results, inputs, chunk_size, compute, progress, "cosine similarity convergence")
     if not channels:  # everything was loaded from disk: read the vector sizes off the model
-        channels = {name: _layer_vector_size(tuple(_output_shape(model, name))) for name in layers}
+        channels = {name: _layer_vector_size(sample_shape(model, name)) for name in layers}
     return CSCResult([s.label for s in specs], injection_layers, layers,
                      np.sum([r["fine"] for r in stored], axis=0), np.sum([r["coarse"] for r in stored], axis=0),
                      channels, len(stored))
@@ -459,7 +459,7 @@ def _bytes_per_row(sizes: list, layers: list, injection: str):
 
 def _layer_names(model: keras.Model) -> list:
     """Every layer's name, input names first (a Sequential model's InputLayer is not in model.layers)."""
-    return list(dict.fromkeys([*model.input_names, *(layer.name for layer in model.layers)]))
+    return list(dict.fromkeys([*graph.input_names(model), *(layer.name for layer in model.layers)]))
 
 
 def _injection_groups(model: keras.Model, layers: list, injection_layers: list, rows: int) -> list:
@@ -484,16 +484,15 @@ def _injection_groups(model: keras.Model, layers: list, injection_layers: list, 
 def _known_size(model: keras.Model, name: str):
     """Values per sample at a layer's output, None if not known before running (or a shared layer)."""
     try:
-        shape = _output_shape(model, name)
-    except (AttributeError, RuntimeError):  # a layer with several inbound nodes has no single output_shape
+        shape = sample_shape(model, name)
+    except ValueError:  # a layer applied several times has no single output shape
         return None
     return None if None in shape else int(np.prod(shape))
 
 
-def _output_shape(model: keras.Model, name: str) -> tuple:
-    if name in model.input_names:
-        return tuple(model.inputs[model.input_names.index(name)].shape[1:])
-    return tuple(model.get_layer(name).output_shape[1:])
+def sample_shape(model: keras.Model, name: str) -> tuple:
+    """Output shape of one sample at layer (or input) ``name``: no batch dimension."""
+    return graph.output_shape(model, name)[1:]
 
 
 # ---------------------------------------------------------------------------------- two classes

@@ -11,6 +11,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from tensorflow import keras
 
+from keras_xai import graph
+
 # The authors' randomization steps, top layer first, mapped to Keras layer-name prefixes.
 CASCADING_STEPS = {
     "cifar_net": ["fc6", "fc5", "conv4", "conv3", "conv2", "conv1"],
@@ -60,8 +62,9 @@ def _layers_of_step(model: keras.Model, step: str) -> list:
     return found
 
 
-def _clone(model: keras.Model) -> keras.Model:
-    copy = keras.models.clone_model(model)
+def copy_model(model: keras.Model) -> keras.Model:
+    """A new model with the architecture and the weights of ``model``, of the same Keras (2 or 3)."""
+    copy = graph.keras_of(model).models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
 
@@ -99,17 +102,17 @@ def randomize_cascading(model: keras.Model, steps: Sequence[str], seed: int = 0,
     (see :func:`cascading_weights`). With ``fresh_copies=False`` one private working copy is
     randomized further at each step (cheaper; a yielded model is valid until the next step).
     """
-    working = _clone(model)
+    working = copy_model(model)
     for step, new in cascading_weights(model, steps, seed):
         apply_weights(working, new)
-        yield step, (_clone(working) if fresh_copies else working)
+        yield step, (copy_model(working) if fresh_copies else working)
 
 
 def randomize_independent(model: keras.Model, steps: Sequence[str], seed: int = 0) -> Iterator[tuple]:
     """Yield ``(step, copy)`` with only the layers of ``step`` randomized (a fresh copy per step)."""
     rng = np.random.default_rng(seed)
     for step in steps:
-        copy = _clone(model)
+        copy = copy_model(model)
         for layer in _layers_of_step(model, step):
             copy.get_layer(layer.name).set_weights(fresh_weights(layer, rng))
         yield step, copy

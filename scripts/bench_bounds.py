@@ -79,19 +79,21 @@ def layer_macs(model) -> dict:
     output position and a kernel tap meets once either way), so this counts both.
     """
     import numpy as np
-    import tensorflow as tf
+
+    from keras_xai import graph
+    layers = graph.keras_of(model).layers  # the model's own Keras (2 or 3)
     macs = {}
     for layer in model.layers:
-        if type(layer) is tf.keras.layers.Conv2D:  # not its subclasses (transposed, depthwise)
+        if type(layer) is layers.Conv2D:  # not its subclasses (transposed, depthwise)
             if layer.data_format != "channels_last":
                 raise ValueError(f"layer {layer.name!r}: only channels_last Conv2D is counted")
-            _, height, width, out_channels = layer.output_shape
+            _, height, width, out_channels = graph.output_shape(model, layer.name)
             kernel_height, kernel_width, in_per_group, _ = layer.kernel.shape
             macs[layer.name] = height * width * out_channels * kernel_height * kernel_width * in_per_group
-        elif isinstance(layer, tf.keras.layers.Dense):  # on the last axis: once per leading position
-            positions = int(np.prod(layer.input_shape[1:-1]))
+        elif isinstance(layer, layers.Dense):  # on the last axis: once per leading position
+            positions = int(np.prod(graph.shape_of(layer.input)[1:-1]))
             macs[layer.name] = positions * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
-        elif layer.count_params() and not isinstance(layer, tf.keras.layers.BatchNormalization):
+        elif layer.count_params() and not isinstance(layer, layers.BatchNormalization):
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has weights but no multiply-add "
                              "count here; only Conv2D, Dense and BatchNormalization are known")
     return macs
@@ -119,6 +121,9 @@ def measure_peak(model, rows: int = 256, repeats: int = 5) -> dict:
     of every Dense layer of ``model``, on ``rows`` rows (Dense: 16x as many), plus a 2048^3 MatMul."""
     import numpy as np
     import tensorflow as tf
+
+    from keras_xai import graph
+    dense = graph.keras_of(model).layers.Dense
     rng = np.random.default_rng(0)
     rates = {}
     macs = layer_macs(model)
@@ -126,14 +131,14 @@ def measure_peak(model, rows: int = 256, repeats: int = 5) -> dict:
         if layer.name not in macs:
             continue
         kernel = tf.constant(layer.kernel.numpy())
-        if isinstance(layer, tf.keras.layers.Dense):
+        if isinstance(layer, dense):
             x = tf.constant(rng.standard_normal((16 * rows, kernel.shape[0])).astype(np.float32))
             matmul = tf.function(lambda x, k=kernel: tf.matmul(x, k), autograph=False)
             rates[f"{layer.name} matmul"] = 2 * macs[layer.name] * 16 * rows / _median_seconds(
                 lambda: matmul(x).numpy(), repeats) / 1e9
             continue
-        x = tf.constant(rng.standard_normal((rows, *layer.input_shape[1:])).astype(np.float32))
-        out_shape = (rows, *layer.output_shape[1:])
+        x = tf.constant(rng.standard_normal((rows, *graph.shape_of(layer.input)[1:])).astype(np.float32))
+        out_shape = (rows, *graph.output_shape(model, layer.name)[1:])
         dy = tf.constant(rng.standard_normal(out_shape).astype(np.float32))
         strides, padding = (1, *layer.strides, 1), layer.padding.upper()
         forward = tf.function(lambda x, k=kernel: tf.nn.conv2d(x, k, strides, padding), autograph=False)
@@ -214,7 +219,7 @@ def main(argv=None) -> int:
     baselines = {}
     if not args.no_baselines:
         with tempfile.TemporaryDirectory() as folder:
-            for engine in sorted({TARGETS[m][0] for m in args.methods}):
+            for engine in bench.runnable_engines(sorted({TARGETS[m][0] for m in args.methods}), model):
                 chosen = [m for m in args.methods if TARGETS[m][0] == engine]
                 baselines.update(first_calls(bench, engine, chosen, model, x, Path(folder)))
 

@@ -231,6 +231,21 @@ class EngineTimer:
         return first, lambda: _seconds(lambda: analyzer.analyze(self.x))
 
 
+def runnable_engines(engines, model) -> list:
+    """The engines this stack can run ``model`` on; the others are left out with the reason
+    (iNNvestigate and deeplift exist on the reproduction stack only)."""
+    from keras_xai.engines.base import EngineUnavailableError, check_reference_engine
+    kept = []
+    for engine in engines:
+        try:
+            if engine != "native":  # "package" is plain iNNvestigate
+                check_reference_engine("innvestigate" if engine == "package" else engine, model)
+            kept.append(engine)
+        except (EngineUnavailableError, ValueError) as error:
+            print(f"leaving out {engine}: {str(error).split('; ')[0]}", flush=True)  # the why, not the how-to
+    return kept
+
+
 def time_method(method: str, timers: dict, offered: tuple, repeats: int, tape_call) -> dict:
     """First call and median steady-state seconds of every engine offering ``method`` and of the
     tape gradient, one call of each in turn."""
@@ -333,13 +348,13 @@ def main(argv=None) -> int:
 
     import keras_xai
     offered = {info.name: tuple(info.engines) for info in keras_xai.list_analyzers()}
-    engines = [e for e in ENGINES if e in args.engines]
-    methods = args.methods or [name for name, by in offered.items() if set(by) & set(engines)]
-    unknown = [m for m in methods if m not in offered]
+    unknown = [m for m in args.methods or () if m not in offered]
     if unknown:
         print(f"unknown method(s) {unknown}; choose from {sorted(offered)}", file=sys.stderr)
         return 2
     model = build_model(args.seed)
+    engines = runnable_engines([e for e in ENGINES if e in args.engines], model)
+    methods = args.methods or [name for name, by in offered.items() if set(by) & set(engines)]
     x = np.random.default_rng(args.seed).uniform(0, 1, (args.batch, 32, 32, 3)).astype(np.float32)
     print(f"appendix-D CIFAR net, batch {args.batch}, median of {args.repeats} interleaved calls "
           f"({args.augmented_repeats} for {' / '.join(AUGMENTED)}); engines: {', '.join(engines)}", flush=True)

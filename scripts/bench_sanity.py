@@ -118,7 +118,7 @@ def csc_breakdown(setup, specs, seed: int, n_vectors: int = N_VECTORS) -> dict:
     least time the passes' arithmetic takes at the best rate TF's kernels reach here (all cores)."""
     positions = list(range(len(setup.inputs.indices)))
     x = setup.inputs.images[positions]
-    shapes = {name: experiments._output_shape(setup.model, name) for name in setup.injection_layers}
+    shapes = {name: experiments.sample_shape(setup.model, name) for name in setup.injection_layers}
     pool = experiments.AnalyzerPool(setup.model, setup.inputs, "native")
     injected, draw = _cpu_seconds(lambda: experiments._injected_vectors(
         setup.inputs, positions, setup.injection_layers, shapes, n_vectors, seed))

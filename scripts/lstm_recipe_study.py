@@ -148,19 +148,28 @@ class StudyAdam(keras.optimizers.Adam):
         super().__init__(**kwargs)
         self.bias_lr = float(bias_lr)
         self.torch_epsilon = bool(torch_epsilon)
+        self.moments = None  # variable key -> (m, v)
+
+    def build(self, var_list):
+        super().build(var_list)
+        if self.moments is None:  # Keras 2 calls build at every step
+            # Our own slots: Adam keeps its own in private attributes that differ between Keras 2 and 3.
+            self.moments = {_variable_key(v): (self.add_variable_from_reference(v, "study_m"),
+                                               self.add_variable_from_reference(v, "study_v")) for v in var_list}
+            if len(self.moments) != len(var_list):
+                raise ValueError(f"variable names are not unique: {sorted(map(_variable_key, var_list))}")
 
     def _multiplier(self, variable) -> float:
-        name = variable.name
-        return self.bias_lr if ("lstm" in name and name.split("/")[-1].startswith("bias")) else 1.0
+        *scopes, name = _variable_key(variable).split("/")  # Keras 3 adds the model's name in front
+        return self.bias_lr if ("lstm_cell" in scopes and name.startswith("bias")) else 1.0
 
-    def update_step(self, gradient, variable):
+    def update_step(self, gradient, variable, learning_rate=None):  # Keras 3 passes the current rate
         dtype = variable.dtype
-        lr = tf.cast(self.learning_rate, dtype) * self._multiplier(variable)
+        lr = tf.cast(self.learning_rate if learning_rate is None else learning_rate, dtype) * self._multiplier(variable)
         step = tf.cast(self.iterations + 1, dtype)
         correction1 = 1 - tf.pow(tf.cast(self.beta_1, dtype), step)
         correction2 = 1 - tf.pow(tf.cast(self.beta_2, dtype), step)
-        index = self._index_dict[self._var_key(variable)]
-        m, v = self._momentums[index], self._velocities[index]
+        m, v = self.moments[_variable_key(variable)]
         gradient = tf.convert_to_tensor(gradient)
         m.assign_add((gradient - m) * (1 - self.beta_1))
         v.assign_add((tf.square(gradient) - v) * (1 - self.beta_2))
@@ -172,6 +181,14 @@ class StudyAdam(keras.optimizers.Adam):
 
     def get_config(self):
         return {**super().get_config(), "bias_lr": self.bias_lr, "torch_epsilon": self.torch_epsilon}
+
+
+def _variable_key(variable) -> str:
+    """The name of the TensorFlow variable behind ``variable`` ('lstm1/lstm_cell/bias:0'): ``update_step``
+    gets that variable on both Kerases, ``build`` gets Keras 3's wrapper of it (its ``value``)."""
+    if not isinstance(variable, tf.Variable):
+        variable = variable.value
+    return variable.name
 
 
 # ---------------------------------------------------------------------------------------------- model

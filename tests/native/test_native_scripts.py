@@ -36,6 +36,7 @@ def test_bench_engine_without_innvestigate(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_bench_engine_with_innvestigate():
+    pytest.importorskip("innvestigate")  # the reproduction stack only
     completed = subprocess.run(
         [sys.executable, str(SCRIPTS / "bench_engine.py"), "--methods", "gradient", "lrp.z",
          "--batch", "2", "--repeats", "1"], capture_output=True, text=True, timeout=600)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from architectures.models import cifar_net
+from keras_xai import graph
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -20,7 +21,7 @@ def weights(tmp_path_factory):
     model = cifar_net(input_shape=(28, 28, 1))
     rng = np.random.default_rng(0)
     model.set_weights([(0.1 * rng.standard_normal(w.shape)).astype("float32") for w in model.get_weights()])
-    path = tmp_path_factory.mktemp("weights") / "cifar_net_mnist.h5"
+    path = tmp_path_factory.mktemp("weights") / f"cifar_net_mnist{graph.weights_suffix(model)}"
     model.save_weights(str(path))
     return path
 

@@ -153,6 +153,17 @@ def test_csc_chunk_size_fits_the_results_budget(model, monkeypatch):
     assert experiments.csc_chunk_size(model, layers, 5, most=0) == 1
 
 
+def test_a_layer_applied_twice_has_no_size_known_before_running():
+    """Its outputs differ per application: the chunk size falls back to a quarter of the most."""
+    from tensorflow import keras
+    x = keras.Input((4,), name="x")
+    shared = keras.layers.Dense(4, name="shared")
+    net = keras.Model(x, keras.layers.Dense(3, name="logits")(shared(shared(x))))
+    assert experiments._known_size(net, "x") == 4 and experiments._known_size(net, "logits") == 3
+    assert experiments._known_size(net, "shared") is None
+    assert experiments.csc_chunk_size(net, ["logits"], 5, most=16) == 4
+
+
 def test_runs_resume_and_recompute_damaged_files(model, inputs, tmp_path):
     logged = []
     first = experiments.random_logit(model, inputs, SPECS[:2], seed=1, out=tmp_path, progress=False, log=logged.append)

@@ -59,6 +59,19 @@ def test_independent_randomizes_one_layer(model):
         assert changed == {step}
 
 
+def test_a_tf_keras_model_is_randomized_on_tf_keras_copies():
+    """tf-keras next to Keras 3 (today's stack; skipped without tf-keras): its own initializers, its own copies."""
+    tf_keras = pytest.importorskip("tf_keras")
+    x = tf_keras.Input((4,))
+    net = tf_keras.Model(x, tf_keras.layers.Dense(2, name="fc")(tf_keras.layers.Dense(3, name="hidden")(x)))
+    original = [w.copy() for w in net.get_weights()]
+    [(_, randomized)] = randomization.randomize_cascading(net, ["fc"], seed=0)
+    assert isinstance(randomized, tf_keras.Model) and randomized is not net
+    assert not same(randomized.get_layer("fc"), net.get_layer("fc"))
+    assert same(randomized.get_layer("hidden"), net.get_layer("hidden"))
+    assert all(np.array_equal(a, b) for a, b in zip(original, net.get_weights()))
+
+
 def test_unknown_layer(model):
     with pytest.raises(ValueError, match="no layer named 'conv9'"):
         list(randomization.randomize_cascading(model, ["conv9"]))
