@@ -1,20 +1,29 @@
 """Trained-weight cache under ``$KERAS_XAI_HOME`` (default ``~/.cache/keras_xai``).
 
-An entry is a Keras ``.weights.h5`` file plus a JSON sidecar holding its SHA-256 and metadata. Both are
-written atomically (temporary file, then ``os.replace``) and the sidecar last, so an interrupted save
-leaves no entry. On load, a missing sidecar, a checksum mismatch or a file Keras cannot read marks the
+An entry is an ``.npz`` of the model's weights, layer by layer, plus a JSON sidecar holding its SHA-256,
+the layer names and weight shapes, and metadata. Plain arrays read the same on Keras 2 and Keras 3,
+whose own weight files the other cannot always read. Both files are written atomically (temporary
+file, then ``os.replace``) and the sidecar last, so an interrupted save leaves no entry. On load, a
+missing sidecar, a checksum mismatch, an unreadable file or weights of another architecture mark the
 entry corrupt: it is reported and removed, and the caller retrains. A bad file is never used silently.
+Entries of earlier versions (Keras ``.weights.h5`` files) are converted on first load.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
 import warnings
 from pathlib import Path
 
-from tensorflow import keras
+import numpy as np
+
+from . import weights as weight_files
+
+SUFFIX = ".weights.npz"
+_LEGACY_SUFFIX = ".weights.h5"
 
 
 class CorruptCacheWarning(UserWarning):
@@ -26,7 +35,7 @@ def home() -> Path:
 
 
 def entry_path(architecture: str, dataset: str, recipe_name: str, recipe_key: str, seed: int) -> Path:
-    return home() / "models" / f"{architecture}-{dataset}-{recipe_name}-{recipe_key}-seed{seed}.weights.h5"
+    return home() / "models" / f"{architecture}-{dataset}-{recipe_name}-{recipe_key}-seed{seed}{SUFFIX}"
 
 
 def _sidecar(path: Path) -> Path:
@@ -61,17 +70,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def save(model: keras.Model, path: Path, metadata: dict) -> None:
+def save(model, path: Path, metadata: dict) -> None:
     """Store ``model``'s weights at ``path`` with ``metadata`` (JSON-serialisable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.weights.h5")
-    try:
-        model.save_weights(str(temporary))
-        checksum = file_sha256(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    atomic_write_text(_sidecar(path), json.dumps({**metadata, "sha256": checksum}, indent=2, sort_keys=True))
+    layers = weight_files.layer_weights(model)
+    buffer = io.BytesIO()
+    np.savez(buffer, *[array for _, arrays in layers for array in arrays])
+    payload = buffer.getvalue()
+    atomic_write_bytes(path, payload)
+    record = {**metadata, "sha256": hashlib.sha256(payload).hexdigest(), "layers": weight_files.layout(layers)}
+    atomic_write_text(_sidecar(path), json.dumps(record, indent=2, sort_keys=True))
 
 
 def _discard(path: Path, reason: str) -> None:
@@ -81,11 +88,9 @@ def _discard(path: Path, reason: str) -> None:
     _sidecar(path).unlink(missing_ok=True)
 
 
-def load(model: keras.Model, path: Path) -> dict | None:
-    """Load cached weights into ``model``; return their metadata, or None when absent or corrupt."""
+def _checked_metadata(path: Path) -> dict | None:
+    """The sidecar of an entry whose file is complete and unchanged; None (entry discarded) otherwise."""
     sidecar = _sidecar(path)
-    if not path.exists() and not sidecar.exists():
-        return None
     if not path.exists() or not sidecar.exists():
         _discard(path, "weights or their metadata file missing: an interrupted save")
         return None
@@ -98,9 +103,50 @@ def load(model: keras.Model, path: Path) -> dict | None:
     if metadata.get("sha256") != actual:
         _discard(path, f"checksum {actual[:12]} differs from the recorded {str(metadata.get('sha256'))[:12]}")
         return None
-    try:
-        model.load_weights(str(path))
-    except Exception as error:  # h5py/Keras raise many types for damaged or mismatched files
-        _discard(path, f"Keras could not load them: {type(error).__name__}: {error}")
-        return None
     return metadata
+
+
+def load(model, path: Path) -> dict | None:
+    """Load cached weights into ``model``; return their metadata, or None when absent or corrupt."""
+    if not path.exists() and not _sidecar(path).exists():
+        return _convert_legacy(model, path) if path.name.endswith(SUFFIX) else None
+    metadata = _checked_metadata(path)
+    if metadata is None:
+        return None
+    expected = weight_files.layout(model)
+    difference = weight_files.layout_difference(metadata.get("layers", []), expected, names=True)
+    if difference is not None:
+        _discard(path, f"saved for another architecture: {difference}")
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = [stored[f"arr_{index}"] for index in range(len(stored.files))]
+    except Exception as error:  # zipfile/numpy raise many types for damaged files
+        _discard(path, f"unreadable: {type(error).__name__}: {error}")
+        return None
+    if [list(a.shape) for a in arrays] != [shape for _, shapes in expected for shape in shapes]:
+        _discard(path, "its arrays differ from the shapes its metadata records")
+        return None
+    remaining = iter(arrays)
+    weight_files.set_layer_weights(model, [[next(remaining) for _ in shapes] for _, shapes in expected])
+    return metadata
+
+
+def _convert_legacy(model, path: Path) -> dict | None:
+    """The entry an earlier version stored for ``path`` (a Keras ``.weights.h5`` file), loaded into
+    ``model`` and stored anew at ``path``; None when there is none or it is corrupt."""
+    legacy = path.with_name(path.name[: -len(SUFFIX)] + _LEGACY_SUFFIX)
+    if not legacy.exists() and not _sidecar(legacy).exists():
+        return None
+    metadata = _checked_metadata(legacy)
+    if metadata is None:
+        return None
+    try:
+        weight_files.load_weights_file(model, legacy)
+    except weight_files.WeightsFileError as error:
+        _discard(legacy, str(error))
+        return None
+    save(model, path, {k: v for k, v in metadata.items() if k != "sha256"})
+    legacy.unlink()
+    _sidecar(legacy).unlink()
+    return load(model, path)

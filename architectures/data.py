@@ -50,28 +50,39 @@ class Dataset:
 
 
 # --------------------------------------------------------------------------------------------- pickles
+# numpy 1 pickles name its private core package numpy.core, numpy 2 numpy._core; the same functions.
+_NUMPY_CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickler that can rebuild numpy arrays and nothing else.
 
-    A pickle can name any importable callable; allowing only the three globals that numpy array
+    A pickle can name any importable callable; allowing only the few globals that numpy array
     reconstruction needs means a tampered file cannot run code.
     """
 
     _ALLOWED = {
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
         # Python 3 pickles bytes at protocol <= 2 as _codecs.encode(text, "latin1"): data only.
         ("_codecs", "encode"),
+    } | {
+        (f"{core}.{module}", name)
+        for core in ("numpy.core", "numpy._core")
+        for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"),
+                             ("numeric", "_frombuffer"))  # _frombuffer: protocol 5
     }
 
     def find_class(self, module: str, name: str):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to load global {module}.{name}: only numpy arrays are allowed in this file"
-        )
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing to load global {module}.{name}: only numpy arrays are allowed in this file"
+            )
+        if module.startswith(("numpy.core.", "numpy._core.")):
+            # Read the other numpy's names from this numpy's core package (numpy 1.26 has no
+            # numpy._core.numeric; numpy 2 warns on numpy.core).
+            module = f"{_NUMPY_CORE}.{module.split('.', 2)[2]}"
+        return super().find_class(module, name)
 
 
 def load_numpy_pickle(path: str | os.PathLike, encoding: str = "latin1"):

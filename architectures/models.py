@@ -7,6 +7,8 @@ from pathlib import Path
 from tensorflow import keras
 from tensorflow.keras import layers
 
+from .weights import SUFFIXES, MissingWeightsFileError, load_weights_file
+
 CIFAR_NET_LAYER_NAMES = (
     "conv1", "relu1", "conv2", "relu2", "pool2", "conv3", "relu3", "conv4", "relu4", "pool4",
     "flatten", "dropout5", "fc5", "relu5", "dropout6", "fc6", "softmax",
@@ -20,7 +22,7 @@ def cifar_net(input_shape: tuple = (32, 32, 3), num_classes: int = 10) -> keras.
     layer named ``softmax``; explain it with ``keras_xai.model_wo_softmax(model)``.
     """
     model = keras.Sequential(name="cifar_net")
-    model.add(layers.InputLayer(input_shape=tuple(input_shape), name="input"))
+    model.add(keras.Input(shape=tuple(input_shape), name="input"))
     model.add(layers.Conv2D(32, (3, 3), padding="same", name="conv1"))
     model.add(layers.Activation("relu", name="relu1"))
     model.add(layers.Conv2D(64, (3, 3), padding="same", name="conv2"))
@@ -46,9 +48,10 @@ def _application_weights(weights, name: str):
     if weights is None or weights == "imagenet":
         return weights, None
     path = Path(os.fspath(weights)).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{name}: weights must be 'imagenet', None or an existing .h5 file; {path} does not exist"
+    if not path.exists():
+        raise MissingWeightsFileError(
+            f"{name}: weights must be 'imagenet', None or an existing weights or model file "
+            f"({', '.join(SUFFIXES)}); {path} does not exist"
         )
     return None, path
 
@@ -66,14 +69,15 @@ def _build_application(constructor, name: str, weights):
             ) from error
         raise
     if local_file is not None:
-        model.load_weights(str(local_file))
+        load_weights_file(model, local_file)
     return model
 
 
 def vgg16(weights="imagenet") -> keras.Model:
     """Keras applications' VGG-16 (layer names ``block1_conv1`` ... ``fc1``, ``fc2``, ``predictions``).
 
-    ``weights``: ``"imagenet"`` (downloads), a local ``.h5`` path, or ``None`` (random init).
+    ``weights``: ``"imagenet"`` (downloads), a local weights or model file (``.h5``, ``.weights.h5``,
+    ``.keras``; see :func:`architectures.weights.load_weights_file`), or ``None`` (random init).
     Expects caffe-preprocessed 224x224 BGR input (``architectures.data.caffe_preprocess``).
     """
     return _build_application(keras.applications.VGG16, "VGG-16", weights)
@@ -109,7 +113,7 @@ def lstm_classifier(hidden_size: int = 10, num_classes: int = 10, pytorch_style:
         def lstm_kwargs():
             return {}
     model = keras.Sequential(name="lstm_classifier")
-    model.add(layers.InputLayer(input_shape=(28, 28), name="rows"))
+    model.add(keras.Input(shape=(28, 28), name="rows"))
     model.add(layers.LSTM(hidden_size, return_sequences=True, name="lstm1", **lstm_kwargs()))
     model.add(layers.LSTM(hidden_size, name="lstm2", **lstm_kwargs()))
     model.add(layers.Dense(num_classes, name="logits", **dense_kwargs))
@@ -145,12 +149,12 @@ def lstm_autoencoder(units: int = 64, latent_dim: int = 16, timesteps: int = 28,
     The two halves are nested models: ``model.get_layer("encoder")``, ``model.get_layer("decoder")``.
     """
     encoder = keras.Sequential([
-        layers.InputLayer(input_shape=(timesteps, features), name="rows"),
+        keras.Input(shape=(timesteps, features), name="rows"),
         layers.LSTM(units, return_sequences=True, name="encoder_lstm1"),
         layers.LSTM(latent_dim, name="encoder_lstm2"),
     ], name="encoder")
     decoder = keras.Sequential([
-        layers.InputLayer(input_shape=(latent_dim,), name="code"),
+        keras.Input(shape=(latent_dim,), name="code"),
         layers.RepeatVector(timesteps, name="repeat"),
         layers.LSTM(units, return_sequences=True, name="decoder_lstm1"),
         layers.LSTM(units, return_sequences=True, name="decoder_lstm2"),
@@ -217,7 +221,7 @@ def lstm_vae(units: int = 64, latent_dim: int = 16, decoder_units: int = 400, ti
     log_variance = layers.Dense(latent_dim, name="log_variance")(hidden)
     encoder = keras.Model(rows, [mean, log_variance], name="encoder")
     decoder = keras.Sequential([
-        layers.InputLayer(input_shape=(latent_dim,), name="code"),
+        keras.Input(shape=(latent_dim,), name="code"),
         layers.Dense(decoder_units, activation="relu", name="decoder_hidden"),
         layers.Dense(timesteps * features, activation="sigmoid", name="decoder_pixels"),
         layers.Reshape((timesteps, features), name="image"),

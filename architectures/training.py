@@ -147,8 +147,9 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: 
                   metrics=["accuracy"])
     if verbose == 1 and not sys.stdout.isatty():
         verbose = 2  # one line per epoch: a progress bar redrawn per batch floods logs and CI output
+    # shuffle=False: the dataset shuffles itself (Keras 2 ignores the flag for datasets, Keras 3 warns).
     return model.fit(_dataset(x, y, recipe, seed), epochs=recipe.epochs, validation_data=validation_data,
-                     verbose=verbose, callbacks=callbacks)
+                     verbose=verbose, callbacks=callbacks, shuffle=False)
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:

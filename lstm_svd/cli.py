@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from architectures.weights import WeightsFileError, load_weights_file
+
 from . import experiments, files, metrics, plots, report
 from .states import LSTM_LAYERS, THESIS_GATE, hidden_states, output_layer, weights_fingerprint
 
@@ -76,7 +78,7 @@ class Context:
 
             if self.args.weights:
                 model = models.lstm_classifier()
-                model.load_weights(self.args.weights)
+                load_weights_file(model, self.args.weights)
                 self.model_info = {"source": str(self.args.weights), "recipe": "given weights file"}
             else:
                 trained = zoo.trained_model("lstm_classifier", "mnist", recipe=self.args.recipe, seed=self.args.seed,
@@ -504,7 +506,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None, help="classifier recipe in architectures.training (default: the "
                                                   "analyses' recipe; 'thesis' = 2 epochs as in the thesis)")
     p.add_argument("--weights", default=None,
-                   help="a weights file of architectures.models.lstm_classifier to analyse instead of the cached model")
+                   help="a weights or model file (.h5, .weights.h5, .keras) of architectures.models.lstm_classifier "
+                        "to analyse instead of the cached model")
     p.add_argument("--reference-row", type=int, default=None, metavar="ROW",
                    help="output-layer: the row of W^T (1..10) whose angles to the others are drawn (default: the row "
                         "with the fewest near-orthogonal partners, like the thesis' 7th)")
@@ -558,7 +561,11 @@ def main(argv=None) -> int:
     for command in commands:
         ctx.log(f"== {command}")
         started = time.perf_counter()
-        RUNNERS[command](ctx)
+        try:
+            RUNNERS[command](ctx)
+        except WeightsFileError as error:  # --weights names a file that does not fit: say so, no traceback
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         timings[command] = round(time.perf_counter() - started, 1)
         settings[command] = {**vars(args), "command": command, "mode": "quick" if args.quick else "full",
                              "model": ctx.model_info or None}

@@ -1,7 +1,7 @@
 """Thesis section 5.2.3: the LSTM autoencoder, the LSTM VAE, a classifier trained on VAE samples, and a
 decoder from the classifier's hidden state ``h`` to the image (the visualiser the thesis proposed).
 
-Trained weights go to the project's weight cache (``$KERAS_XAI_HOME/models/lstm_svd-*.weights.h5``),
+Trained weights go to the project's weight cache (``$KERAS_XAI_HOME/models/lstm_svd-*.weights.npz``),
 keyed by every setting that changes them, so a second run loads instead of training.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tensorflow import keras
 from tqdm.auto import tqdm
 
 from architectures import cache, models
+from keras_xai.graph import shape_of
 
 from . import metrics
 
@@ -39,7 +40,7 @@ class FitSettings:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
 
     def path(self):
-        return cache.home() / "models" / f"lstm_svd-{self.model}-{self.key()}-seed{self.seed}.weights.h5"
+        return cache.home() / "models" / f"lstm_svd-{self.model}-{self.key()}-seed{self.seed}{cache.SUFFIX}"
 
 
 class EpochBar(keras.callbacks.Callback):
@@ -172,14 +173,14 @@ def vae_elbo_terms(model: keras.Model, x: np.ndarray, seed: int = 0) -> dict:
 
 def generate(model: keras.Model, n: int, seed: int = 0) -> np.ndarray:
     """``n`` images decoded from z ~ N(0, I) (thesis appendix fig. 14)."""
-    latent_dim = model.get_layer("decoder").input_shape[-1]
+    latent_dim = shape_of(model.get_layer("decoder").inputs[0])[-1]
     z = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
     return model.get_layer("decoder").predict(z, batch_size=1000, verbose=0)
 
 
 def sample_classifier_model(hidden: tuple = (400, 784), n_classes: int = 10, pixels: int = 784) -> keras.Model:
     """The thesis' best classifier on VAE samples: dense layers of 400 and 784 units (ReLU), then logits."""
-    model = keras.Sequential([keras.layers.InputLayer(input_shape=(pixels,), name="pixels")], name="sample_classifier")
+    model = keras.Sequential([keras.Input(shape=(pixels,), name="pixels")], name="sample_classifier")
     for i, units in enumerate(hidden):
         model.add(keras.layers.Dense(units, activation="relu", name=f"dense{i + 1}"))
     model.add(keras.layers.Dense(n_classes, name="logits"))
@@ -225,7 +226,7 @@ def train_on_vae_samples(vae: keras.Model, x_train: np.ndarray, y_train: np.ndar
 def state_decoder_model(hidden_size: int = 10, units: int = 400, timesteps: int = 28, features: int = 28):
     """h (the classifier's last hidden state) -> image: Dense(units, ReLU), Dense(784, sigmoid)."""
     return keras.Sequential([
-        keras.layers.InputLayer(input_shape=(hidden_size,), name="hidden_state"),
+        keras.Input(shape=(hidden_size,), name="hidden_state"),
         keras.layers.Dense(units, activation="relu", name="decoder_hidden"),
         keras.layers.Dense(timesteps * features, activation="sigmoid", name="decoder_pixels"),
         keras.layers.Reshape((timesteps, features), name="image"),

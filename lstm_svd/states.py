@@ -17,6 +17,7 @@ from tensorflow import keras
 
 from architectures import cache as weight_cache
 from architectures.cache import atomic_write_bytes
+from keras_xai.graph import with_outputs
 
 GATES = ("i", "f", "c", "o")  # Keras packs the gate blocks in this order along the last axis
 GATE_NAMES = {"i": "input gate W_i", "f": "forget gate W_f", "c": "cell candidate W_g (Keras: c)",
@@ -87,7 +88,8 @@ def default_cache_dir() -> Path:
 
 def hidden_model(model: keras.Model) -> keras.Model:
     """A model returning ``(h, logits)``: lstm2's last hidden state and the logits."""
-    return keras.Model(model.inputs, [model.get_layer(LSTM_LAYERS[-1]).output, model.get_layer(OUTPUT_LAYER).output])
+    return with_outputs(model, [model.get_layer(LSTM_LAYERS[-1]).output, model.get_layer(OUTPUT_LAYER).output],
+                        name=f"{model.name}_hidden")
 
 
 def compute_hidden_states(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,

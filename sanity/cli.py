@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from architectures.cache import atomic_write_text
+from architectures.weights import WeightsFileError
 from keras_xai import graph
 
 from . import experiments, methods, pattern_svd, plots, report, simulation
@@ -190,8 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("command", choices=COMMANDS, help="experiment to run ('all': every one)")
     parser.add_argument("--model", default="cifar_net", choices=["cifar_net", "vgg16", "resnet50"])
     parser.add_argument("--weights", default=None,
-                        help="cifar_net: a .h5 weights file (default: the cached trained model); vgg16/resnet50: "
-                             "'imagenet' (download) or a .h5 path (default imagenet)")
+                        help="cifar_net: a weights or model file, .h5, .weights.h5 or .keras (default: the cached "
+                             "trained model); vgg16/resnet50: 'imagenet' (download) or such a file (default imagenet)")
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10", "samples", "imagenet"],
                         help="test images: mnist / cifar10 (cifar_net), samples (foolbox's 20 real images), "
                              "imagenet (a folder given by --data-dir; vgg16/resnet50)")
@@ -239,7 +240,11 @@ def main(argv=None) -> int:
             print("skipping methods the engine does not offer yet: " + ", ".join(s.label for s in missing))
         wants_patterns = "pattern-svd" in commands or any(s.needs_fit for s in specs)
         n_fit = args.n_fit if wants_patterns and args.patterns is None else 0
-        setup = build_setup(args.model, args.dataset, args.n_images, args.seed, args.weights, args.data_dir, n_fit)
+        try:
+            setup = build_setup(args.model, args.dataset, args.n_images, args.seed, args.weights, args.data_dir, n_fit)
+        except WeightsFileError as error:  # names the file and what is wrong: no traceback
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         if args.patterns is not None:
             experiments.use_patterns(setup.model, setup.inputs, args.patterns)
         elif wants_patterns and setup.inputs.fit_images is None:

@@ -8,6 +8,7 @@ from tensorflow import keras
 
 import keras_xai
 from architectures import data, models, training, zoo
+from architectures.weights import load_weights_file
 
 from .experiments import ExperimentInputs
 from .randomization import CASCADING_STEPS
@@ -76,7 +77,7 @@ def _cifar_net_setup(dataset: str, weights, n_images: int, seed: int, data_dir, 
         model = trained.model
     else:
         model = models.cifar_net(input_shape=shape)
-        model.load_weights(str(weights))
+        load_weights_file(model, weights)
     indices = choose_indices(len(test_images), n_images, seed, first)
     images = training.images_to_float(test_images[indices])
     fit_images = training.images_to_float(fit_source[:n_fit]) if n_fit else None

@@ -25,6 +25,7 @@ from tensorflow import keras  # noqa: E402
 
 from architectures import data, models, training, zoo  # noqa: E402
 from architectures.cache import atomic_write_text  # noqa: E402
+from architectures.weights import WeightsFileError, load_weights_file  # noqa: E402
 from lstm_svd import experiments, linalg, metrics  # noqa: E402
 from lstm_svd.states import HiddenStates, hidden_model, output_layer  # noqa: E402
 
@@ -61,7 +62,7 @@ def best_of(repeats: int, function):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default=None, help="lstm_classifier weights file (default: the cached model)")
+    parser.add_argument("--weights", default=None, help="lstm_classifier weights or model file: .h5, .weights.h5, .keras (default: the cached model)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cached classifier")
     parser.add_argument("--n-test", type=int, default=None, help="first N test images (default: all 10,000)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each way (fastest is reported)")
@@ -70,7 +71,10 @@ def main(argv=None) -> int:
 
     if args.weights:
         model = models.lstm_classifier()
-        model.load_weights(args.weights)
+        try:
+            load_weights_file(model, args.weights)
+        except WeightsFileError as error:
+            parser.error(str(error))  # exits with status 2 and the message, no traceback
     else:
         model = zoo.trained_model("lstm_classifier", "mnist", seed=args.seed).model
     mnist = data.mnist()

@@ -47,28 +47,65 @@ def test_mnist_checksums(mnist):
     assert sha256(mnist.test.labels.astype("<i8")) == MNIST_SHA256["test_labels"]
 
 
+def exploit_pickles(marker):
+    """Pickles that would create ``marker`` when loaded by an unrestricted unpickler."""
+    command = f"touch {marker}"
+
+    class System:
+        def __reduce__(self):
+            return (os.system, (command,))
+
+    class Eval:
+        def __reduce__(self):
+            return (eval, (f"__import__('os').system({command!r})",))
+
+    # numpy's exec helper, written opcode by opcode: a global inside numpy that is no array constructor.
+    runstring = f"cnumpy.testing._private.utils\nrunstring\n(V__import__('os').system({command!r})\n}}tR.".encode()
+    return {"os.system": pickle.dumps([np.zeros(3), System()]),
+            "builtins.eval, protocol 2": pickle.dumps({"a": np.ones(2), "b": Eval()}, protocol=2),
+            "numpy runstring": runstring}
+
+
 def test_restricted_unpickler_refuses_code(tmp_path):
     marker = tmp_path / "pwned"
-
-    class Exploit:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    path = tmp_path / "evil.pkl.gz"
-    with gzip.open(path, "wb") as handle:
-        pickle.dump([np.zeros(3), Exploit()], handle)
-    with pytest.raises(pickle.UnpicklingError, match="only numpy arrays"):
-        data.load_numpy_pickle(path)
-    assert not marker.exists()
+    for what, payload in exploit_pickles(marker).items():
+        path = tmp_path / "evil.pkl.gz"
+        with gzip.open(path, "wb") as handle:
+            handle.write(payload)
+        with pytest.raises(pickle.UnpicklingError, match="only numpy arrays"):
+            data.load_numpy_pickle(path)
+        assert not marker.exists(), what
+        pickle.loads(payload)  # the payload is real: an unrestricted unpickler runs it
+        assert marker.exists(), what
+        marker.unlink()
 
 
 def test_restricted_unpickler_reads_arrays(tmp_path):
     path = tmp_path / "ok.pkl"
-    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": [1, 2]}
-    path.write_bytes(pickle.dumps(arrays, protocol=2))
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": [1, 2], "c": np.float64(2.5),
+              "d": np.asfortranarray(np.ones((2, 3), np.int16))}
+    for protocol in (2, 4, 5):
+        path.write_bytes(pickle.dumps(arrays, protocol=protocol))
+        loaded = data.load_numpy_pickle(path)
+        np.testing.assert_array_equal(loaded["a"], arrays["a"])
+        np.testing.assert_array_equal(loaded["d"], arrays["d"])
+        assert loaded["b"] == [1, 2] and loaded["c"] == 2.5 and type(loaded["c"]) is np.float64
+
+
+@pytest.mark.parametrize("core", ["numpy.core", "numpy._core"])
+def test_restricted_unpickler_reads_numpy_1_and_2_names(tmp_path, core):
+    # Protocol 2 names globals as text lines "c<module>\n<name>\n": renaming the core package gives the
+    # pickle numpy 1 (numpy.core) or numpy 2 (numpy._core) writes, whichever numpy runs the test.
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "c": np.int64(7)}
+    payload = pickle.dumps(arrays, protocol=2)
+    for written in (b"cnumpy.core.multiarray\n", b"cnumpy._core.multiarray\n"):
+        payload = payload.replace(written, f"c{core}.multiarray\n".encode())
+    assert payload.count(f"c{core}.multiarray\n".encode()) == 2  # _reconstruct and scalar
+    path = tmp_path / "names.pkl"
+    path.write_bytes(payload)
     loaded = data.load_numpy_pickle(path)
     np.testing.assert_array_equal(loaded["a"], arrays["a"])
-    assert loaded["b"] == [1, 2]
+    assert loaded["c"] == 7 and loaded["c"].dtype == np.int64
 
 
 def write_cifar_batches(folder, per_batch=4, seed=0):

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from architectures import models
+from keras_xai.graph import input_names, shape_of
 
 
 def test_lstm_autoencoder_structure():
@@ -11,7 +12,8 @@ def test_lstm_autoencoder_structure():
     encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
     assert [type(layer).__name__ for layer in encoder.layers] == ["LSTM", "LSTM"]
     assert [type(layer).__name__ for layer in decoder.layers] == ["RepeatVector", "LSTM", "LSTM", "TimeDistributed"]
-    assert encoder.output_shape == (None, 4) and model.output_shape == (None, 28, 28)
+    assert shape_of(encoder.outputs[0]) == (None, 4) and shape_of(model.outputs[0]) == (None, 28, 28)
+    assert input_names(encoder) == ["rows"] and input_names(decoder) == ["code"]
     out = model.predict(np.random.default_rng(0).random((3, 28, 28)).astype(np.float32), verbose=0)
     assert out.min() >= 0 and out.max() <= 1
 
@@ -22,7 +24,7 @@ def test_lstm_vae_structure_and_loss_terms():
     assert [type(layer).__name__ for layer in encoder.layers[1:]] == ["LSTM", "LSTM", "Dense", "Dense"]
     assert [o.shape[-1] for o in encoder.outputs] == [3, 3]
     assert [type(layer).__name__ for layer in decoder.layers] == ["Dense", "Dense", "Reshape"]
-    assert model.output_shape == (None, 28, 28)
+    assert shape_of(model.outputs[0]) == (None, 28, 28) and input_names(decoder) == ["code"]
     x = np.random.default_rng(0).random((4, 28, 28)).astype(np.float32)
     model(x)
     mean, log_variance = encoder(x)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from architectures import models
+from keras_xai.graph import input_names, shape_of, weights_suffix
 
 CIFAR_NET_PARAMS = {"conv1": 896, "conv2": 18_496, "conv3": 73_856, "conv4": 147_584,
                     "fc5": 8_389_632, "fc6": 10_250}
@@ -16,7 +17,8 @@ def test_cifar_net_is_appendix_d():
     assert tuple(layer.name for layer in model.layers) == models.CIFAR_NET_LAYER_NAMES
     counts = {layer.name: layer.count_params() for layer in model.layers if layer.count_params()}
     assert counts == CIFAR_NET_PARAMS
-    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
+    assert shape_of(model.inputs[0]) == (None, 32, 32, 3) and shape_of(model.outputs[0]) == (None, 10)
+    assert input_names(model) == ["input"]
     conv = model.get_layer("conv3")
     assert conv.kernel_size == (3, 3) and conv.padding == "same" and conv.activation.__name__ == "linear"
     assert model.get_layer("dropout5").rate == 0.5
@@ -35,7 +37,8 @@ def test_cifar_net_for_mnist():
 def test_lstm_classifier():
     model = models.lstm_classifier()
     assert [layer.name for layer in model.layers] == ["lstm1", "lstm2", "logits"]
-    assert model.input_shape == (None, 28, 28) and model.output_shape == (None, 10)
+    assert shape_of(model.inputs[0]) == (None, 28, 28) and shape_of(model.outputs[0]) == (None, 10)
+    assert input_names(model) == ["rows"]
     # LSTM parameters: 4 gates x (input + hidden + 1 bias) x hidden.
     assert [layer.count_params() for layer in model.layers] == [4 * (28 + 10 + 1) * 10, 4 * (10 + 10 + 1) * 10, 110]
     assert model.layers[-1].activation.__name__ == "linear"  # logits
@@ -67,7 +70,7 @@ def test_vgg16_and_resnet50_architectures():
 
 def test_application_weights_from_local_file(tmp_path):
     resnet = models.resnet50(weights=None)
-    path = tmp_path / "resnet50.h5"
+    path = tmp_path / f"resnet50{weights_suffix(resnet)}"
     resnet.save_weights(str(path))
     loaded = models.resnet50(weights=path)
     for name in ("conv1_conv", "conv5_block3_3_bn", "predictions"):
@@ -76,7 +79,7 @@ def test_application_weights_from_local_file(tmp_path):
 
 
 def test_application_weights_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="'imagenet', None or an existing .h5 file"):
+    with pytest.raises(FileNotFoundError, match="'imagenet', None or an existing weights or model file"):
         models.vgg16(weights=tmp_path / "missing.h5")
 
 

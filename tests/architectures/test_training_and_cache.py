@@ -82,6 +82,48 @@ def test_corrupt_cache_is_detected_and_removed(private_cache, damage):
     assert not path.exists() and not sidecar.exists()
 
 
+def test_cache_refuses_weights_of_another_architecture(private_cache):
+    path = cache.entry_path("lstm_classifier", "mnist", "thesis", "abc", 0)
+    cache.save(small_model(), path, {"test_accuracy": 0.5})
+    with pytest.warns(cache.CorruptCacheWarning, match="another architecture: layer 0 .'lstm1'. has weights of shapes"):
+        assert cache.load(models.lstm_classifier(hidden_size=12), path) is None
+    assert not path.exists()
+
+
+def test_cache_files_are_keras_independent(private_cache, twin_lstm_classifier):
+    # Written by tf-keras (Keras 2), read by Keras 3, and back: what switching stacks does to the cache.
+    keras2_model, keras3_model = twin_lstm_classifier(), small_model()
+    path = cache.entry_path("lstm_classifier", "mnist", "thesis", "abc", 1)
+    cache.save(keras2_model, path, {"test_accuracy": 0.25})
+    assert cache.load(keras3_model, path)["test_accuracy"] == 0.25
+    for a, b in zip(keras2_model.get_weights(), keras3_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    keras3_model.set_weights([w * 2 for w in keras3_model.get_weights()])
+    cache.save(keras3_model, path, {"test_accuracy": 0.75})
+    assert cache.load(keras2_model, path)["test_accuracy"] == 0.75
+    for a, b in zip(keras3_model.get_weights(), keras2_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_entries_of_earlier_versions_are_converted(private_cache):
+    # Earlier versions stored Keras' own .weights.h5 file next to the same JSON sidecar.
+    model = small_model()
+    path = cache.entry_path("lstm_classifier", "mnist", "thesis", "abc", 2)
+    legacy = path.with_name(path.name.replace(cache.SUFFIX, ".weights.h5"))
+    legacy.parent.mkdir(parents=True)
+    model.save_weights(str(legacy))
+    sidecar = legacy.with_name(legacy.name + ".json")
+    sidecar.write_text(json.dumps({"test_accuracy": 0.5, "sha256": cache.file_sha256(legacy)}))
+    fresh = small_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cache.CorruptCacheWarning)
+        assert cache.load(fresh, path)["test_accuracy"] == 0.5
+    for a, b in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert path.exists() and not legacy.exists() and not sidecar.exists()
+    assert cache.load(small_model(), path)["test_accuracy"] == 0.5
+
+
 def test_trained_model_caches_and_reloads(private_cache):
     first = zoo.trained_model("lstm_classifier", recipe="thesis", epochs=1, seed=5, verbose=0)
     assert first.metadata["source"] == "trained" and first.test_accuracy > 0.8
@@ -89,7 +131,7 @@ def test_trained_model_caches_and_reloads(private_cache):
     with warnings.catch_warnings():
         warnings.simplefilter("error", cache.CorruptCacheWarning)
         second = zoo.trained_model("lstm_classifier", recipe="thesis", epochs=1, seed=5, verbose=0)
-    assert second.metadata["source"].endswith(".weights.h5") and second.test_accuracy == first.test_accuracy
+    assert second.metadata["source"].endswith(cache.SUFFIX) and second.test_accuracy == first.test_accuracy
     for a, b in zip(first.model.get_weights(), second.model.get_weights()):
         np.testing.assert_array_equal(a, b)
     # A damaged entry is retrained, not used.
@@ -128,7 +170,7 @@ def test_cli_train_reports_accuracy_then_loads(private_cache, monkeypatch):
     assert summary["source"] == "trained" and summary["test_accuracy"] > 0.8
     second = run_cli("train", "lstm_classifier", "--recipe", "thesis", "--epochs", "1", "--quiet", env=env)
     again = json.loads(second.stdout[second.stdout.index("{"):])
-    assert again["source"].endswith(".weights.h5") and again["test_accuracy"] == summary["test_accuracy"]
+    assert again["source"].endswith(cache.SUFFIX) and again["test_accuracy"] == summary["test_accuracy"]
 
 
 def test_cli_missing_cifar_folder(tmp_path):

@@ -29,7 +29,9 @@ def tiny(tmp_path_factory) -> TinySetup:
     model = models.lstm_classifier()
     recipe = training.get_recipe("lstm_classifier", "thesis").with_epochs(1)
     training.fit(model, x_train, y_train, recipe, seed=0, from_logits=True, verbose=0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny_lstm.weights.h5"
+    from keras_xai.graph import weights_suffix
+
+    path = tmp_path_factory.mktemp("tiny") / f"tiny_lstm{weights_suffix(model)}"
     model.save_weights(str(path))
     return TinySetup(model, x_train, y_train, x_test, y_test, path)
 

@@ -41,6 +41,21 @@ def test_rejects_bad_directions(capsys):
     assert "--keep takes comma-separated direction numbers" in capsys.readouterr().err
 
 
+def test_weights_that_do_not_fit_give_one_clear_error(tmp_path, private_cache, capsys):
+    from architectures import models
+    from keras_xai.graph import weights_suffix
+
+    other = models.lstm_classifier(hidden_size=12)
+    path = tmp_path / f"hidden12{weights_suffix(other)}"
+    other.save_weights(str(path))
+    for weights, message in ((path, "could not be loaded into model 'lstm_classifier'"),
+                             (tmp_path / "missing.h5", "does not exist")):
+        assert cli.main(["output-layer", "--weights", str(weights), "--out", str(tmp_path / "out"), *TINY]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and str(weights) in error and message in error, error
+        assert "Traceback" not in error
+
+
 def test_train_output_layer_and_lowrank_write_numbers_figures_and_report(tmp_path, tiny, monkeypatch):
     out, home = tmp_path / "out", tmp_path / "home"
     monkeypatch.setenv("KERAS_XAI_HOME", str(home))
