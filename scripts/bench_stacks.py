@@ -5,7 +5,9 @@ Runs ``scripts/bench_engine.py --engines native`` under each interpreter in turn
 that the machine's load affects both alike) and reports, per method, the median over rounds of each
 stack's time and their ratio. The plain ``tf.GradientTape`` gradient that bench_engine times beside
 every method is the yardstick: when today's stack is slower for a method by about the tape's own
-ratio, TensorFlow's kernels (not keras_xai) account for it.
+ratio, TensorFlow's kernels (not keras_xai) account for it. On this 2-core machine one stack's tape
+time moved between 0.13 and 0.25 s across the methods of a single run (the machine's state drifts
+over minutes), so 2 rounds gave ratios of 0.8-1.9x for identical work; 3-5 rounds settle them.
 
     python scripts/bench_stacks.py                       # .venv vs .venv-today, every native method
     python scripts/bench_stacks.py --methods gradient lrp.z --rounds 3 --json stacks.json
@@ -37,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="interpreter of today's stack (default: %(default)s)")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                         help="methods to time (default: every native method)")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per stack, alternating (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per stack, alternating (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=64, help="images per batch (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per method and run (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
