@@ -124,3 +124,26 @@ def test_bench_sanity_breaks_the_csc_protocol_down(tmp_path):
     assert breakdown["gflop_per_method"] == pytest.approx(2 * (2 * below[0] + 2 * 5 * sum(below)) / 1e9)
     assert breakdown["arithmetic_s"] == pytest.approx(
         breakdown["gflop_per_method"] / breakdown["peak_gflops_per_s"])
+
+
+@pytest.mark.slow
+def test_bench_stacks_compares_two_interpreters(tmp_path):
+    # This interpreter stands for both stacks: the ratios are then those of identical work.
+    out = tmp_path / "stacks.json"
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_stacks.py"), "--reproduction", sys.executable, "--today", sys.executable,
+         "--methods", "gradient", "lrp.z", "--rounds", "1", "--batch", "2", "--repeats", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "gradient" in completed.stdout and "lrp.z" in completed.stdout
+    import json
+    rows = {row["method"]: row for row in json.loads(out.read_text())["methods"]}
+    assert set(rows) == {"gradient", "lrp.z"}
+    assert all(row["reproduction_steady"] > 0 and row["today_steady"] > 0 and row["ratio_steady"] > 0
+               for row in rows.values())
+
+
+def test_bench_stacks_refuses_a_missing_interpreter(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _load("bench_stacks").parse_args(["--reproduction", sys.executable, "--today", "/nonexistent/python"])
+    assert exit_info.value.code == 2 and "no interpreter at /nonexistent/python" in capsys.readouterr().err
