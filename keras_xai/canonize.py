@@ -199,10 +199,8 @@ def _activation_operation(layer, name: str, fused: bool, method: str) -> ops.Act
     return ops.ActivationOperation(name, function, fused=fused)
 
 
-def _batch_norm_operation(node: Node, dtype, method: str) -> ops.AffineOperation:
-    layer = node.layer
+def _batch_norm_operation(layer, rank: int, dtype, method: str) -> ops.AffineOperation:
     axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-    rank = len(node.input_shapes[0])
     if [a % rank for a in axes] != [rank - 1]:
         raise _unsupported(layer, f"normalisation axis {layer.axis} (only the last axis)", method)
 
@@ -227,10 +225,9 @@ def _reshape_target(node: Node, layers) -> tuple:
     return tuple(node.layer.target_shape)
 
 
-def _layer_operations(node: Node, layers, dtype, method: str) -> tuple:
-    """``(kind, operation)`` or, for a fused activation, two such pairs; ``layers`` is
-    ``keras.layers`` of the model's own Keras."""
-    layer, L = node.layer, layers
+def _layer_operations(node: Node, graph: ModelGraph, dtype, method: str) -> tuple:
+    """``(kind, operation)`` or, for a fused activation, two such pairs."""
+    layer, L = node.layer, graph.layers
     if isinstance(layer, L.Dense):
         linear = ("dense", ops.DenseOperation(layer.kernel, layer.bias, dtype))
     elif isinstance(layer, L.Conv2D) and type(layer) is L.Conv2D:
@@ -239,7 +236,8 @@ def _layer_operations(node: Node, layers, dtype, method: str) -> tuple:
         linear = ("conv2d", ops.Conv2DOperation(
             layer.kernel, layer.bias, layer.strides, layer.padding, layer.dilation_rate, dtype))
     elif isinstance(layer, L.BatchNormalization):
-        return (("batch_norm", _batch_norm_operation(node, dtype, method)),)
+        rank = len(graph.nodes[node.inputs[0]].output_shape)
+        return (("batch_norm", _batch_norm_operation(layer, rank, dtype, method)),)
     elif isinstance(layer, L.Add):
         return (("add", ops.SumOperation()),)
     elif isinstance(layer, L.AveragePooling2D):
@@ -324,7 +322,7 @@ def canonicalize(graph: ModelGraph, dtype: tf.DType, method: str = "this method"
             steps.append(Step(0, node.name, node.layer, "input", None, (), node.output_shape))
             node_to_step[0], nonnegative[0], fed_by_input[0] = 0, False, True
             continue
-        pairs = _layer_operations(node, graph.layers, dtype, method)
+        pairs = _layer_operations(node, graph, dtype, method)
         inputs = tuple(node_to_step[i] for i in node.inputs)
         for position, (kind, operation) in enumerate(pairs):
             is_last = position == len(pairs) - 1

@@ -45,8 +45,6 @@ class Node:
         Indices of the nodes whose outputs this node consumes, in call order.
     output_shape : tuple
         Static output shape including the batch dimension (``None``).
-    input_shapes : tuple of tuple
-        Static shapes of the node's inputs, in call order.
     """
 
     index: int
@@ -54,7 +52,6 @@ class Node:
     layer: object
     inputs: tuple
     output_shape: tuple
-    input_shapes: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -190,11 +187,12 @@ def output_shape(model, name: str) -> tuple:
     except ValueError:
         raise ValueError(f"model {model.name!r} has no layer {name!r}; its layers: "
                          f"{', '.join(layer.name for layer in model.layers)}") from None
-    nodes = [node for node in _graph_nodes(model) if _reader(model).layer(node) is layer]
+    reader = _reader(model)
+    nodes = [node for node in _graph_nodes(model) if reader.layer(node) is layer]
     if len(nodes) != 1:
         raise ValueError(f"layer {name!r} of model {model.name!r} is applied {len(nodes)} times; "
                          "it has no single output shape")
-    outputs = tf.nest.flatten(_reader(model).outputs(nodes[0]))
+    outputs = tf.nest.flatten(reader.outputs(nodes[0]))
     return shape_of(outputs[0])
 
 
@@ -327,7 +325,6 @@ def read_model(model) -> ModelGraph:
         uses[layer.name] = count + 1
         name = layer.name if count == 0 else f"{layer.name}:{count}"
         index = len(nodes)
-        nodes.append(Node(index, name, layer, input_indices, shape_of(outputs[0]),
-                          tuple(shape_of(t) for t in inputs)))
+        nodes.append(Node(index, name, layer, input_indices, shape_of(outputs[0])))
         producers[id(outputs[0])] = index
     return ModelGraph(tuple(nodes), producers[id(model.outputs[0])], aliases, layers)

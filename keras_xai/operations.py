@@ -219,11 +219,13 @@ def window_output_size(size: int, window: int, stride: int, padding: str, dilati
 class WindowedOperation:
     """Mixin of the operations that slide a window over height and width (convolution, pooling)."""
 
+    _dilations = (1, 1, 1, 1)  # pooling; Conv2D sets its own
+
     def output_size(self, height: int, width: int) -> tuple:
         """Spatial output size for a concrete input size (<= 0 where the window does not fit)."""
         window = self._window_shape()
         return tuple(window_output_size(size, window[axis], self._strides[axis + 1], self._padding,
-                                        self._dilations[axis + 1] if hasattr(self, "_dilations") else 1)
+                                        self._dilations[axis + 1])
                      for axis, size in enumerate((height, width)))
 
     def _window_shape(self) -> tuple:

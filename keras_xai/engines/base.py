@@ -17,6 +17,7 @@ import weakref
 
 import numpy as np
 import tensorflow as tf
+
 from keras_xai import graph as keras_graph
 from keras_xai.analyzer import NativeAnalyzer
 from keras_xai.canonize import ends_in_softmax
@@ -48,10 +49,10 @@ def check_reference_engine(engine: str, model) -> None:
         ``model`` is not a Keras model, or is a Keras 3 model (the packages read Keras 2 files).
     """
     package = engine
+    installed = importlib.util.find_spec(package) is not None
     tf_version = tuple(int(part) for part in tf.__version__.split(".")[:2])
-    if importlib.util.find_spec(package) is None or tf_version >= (2, 15):
-        found = "is not installed" if importlib.util.find_spec(package) is None else \
-            f"cannot run on TensorFlow {tf.__version__}"
+    if not installed or tf_version >= (2, 15):
+        found = f"cannot run on TensorFlow {tf.__version__}" if installed else "is not installed"
         raise EngineUnavailableError(
             f"engine={engine!r} needs the package {package!r}, which {found} here; it runs on the "
             f"reproduction stack only ({REPRODUCTION_STACK}). engine='native' offers every method "

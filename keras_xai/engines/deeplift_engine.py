@@ -35,8 +35,8 @@ activations (so ResNet-50 converts), and deeplift's ``update_task_vector`` speed
 from __future__ import annotations
 
 import numpy as np
-from keras_xai import graph as keras_graph
 
+from keras_xai import graph as keras_graph
 from keras_xai.canonize import UnsupportedLayerError
 from keras_xai.engines.base import WorkerAnalyzer
 
