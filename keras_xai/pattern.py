@@ -52,6 +52,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,8 +287,12 @@ class PatternAnalyzer(NativeAnalyzer):
             path = Path(patterns)
             if not path.is_file():
                 raise FileNotFoundError(f"pattern file {str(path)!r} does not exist")
-            with np.load(path, allow_pickle=False) as stored:
-                patterns = {name: stored[name] for name in stored.files}
+            try:
+                with np.load(path, allow_pickle=False) as stored:
+                    patterns = {name: stored[name] for name in stored.files}
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+                raise ValueError(f"pattern file {str(path)!r} is not a .npz of arrays saved by save_patterns "
+                                 f"({type(error).__name__}: {error})") from None
             origin = f"pattern file {str(path)!r}"
         elif isinstance(patterns, Mapping):
             origin = "the given patterns"

@@ -10,12 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
+import keras_xai
 from architectures.cache import atomic_write_text
+from architectures.cli_types import (existing_file, existing_folder, int_list, name_list, non_negative_int,
+                                     output_folder, positive_int, seed_int)
+from architectures.data import DataNotFoundError
+from architectures.run_lock import RunLock, RunLockedError
 from architectures.weights import WeightsFileError
 from keras_xai import graph
+from keras_xai.engines.base import EngineUnavailableError
 
 from . import experiments, methods, pattern_svd, plots, report, simulation
 from .setups import build_setup
+from .store import StoredResultsError
 
 COMMANDS = ("random-logit", "cascading", "csc", "two-classes", "simulate", "pattern-svd", "all")
 PAPER_NOTES = [
@@ -52,16 +59,22 @@ def _jsonable(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _described(setup) -> dict:
+    """The model, its weights and the images (with content hashes), for every JSON summary."""
+    return {"model": setup.description, **setup.provenance}
+
+
 def _converging(specs) -> list:
     return [spec.label for spec in specs if spec.converges]
 
 
 def run_random_logit(setup, specs, args, out: Path) -> None:
     result = experiments.random_logit(setup.model, setup.inputs, specs, seed=args.seed, out=out / "per_image",
-                                      engine=args.engine, chunk_size=args.chunk_size, progress=not args.quiet)
+                                      engine=args.engine, chunk_size=args.chunk_size, progress=not args.quiet,
+                                      overwrite=args.overwrite)
     summary = experiments.summarize_ssim(result.ssim, seed=args.seed)
     _write_json(out / "random_logit.json", {"methods": result.methods, **summary, "n_images": len(result.indices),
-                                            "converging_methods": _converging(specs), "model": setup.description})
+                                            "converging_methods": _converging(specs), **_described(setup)})
     _write_csv(out / "random_logit.csv", ["image_index", "true_class", "random_class", *result.methods],
                [[i, t, r, *row] for i, t, r, row in zip(result.indices, result.true_class, result.random_class, result.ssim)])
     converges = {s.label: s.converges for s in specs}
@@ -77,11 +90,12 @@ def run_random_logit(setup, specs, args, out: Path) -> None:
 def run_cascading(setup, specs, args, out: Path) -> None:
     result = experiments.cascading_randomization(setup.model, setup.inputs, specs, setup.cascading_steps,
                                                  seed=args.seed, out=out / "per_image", engine=args.engine,
-                                                 chunk_size=args.chunk_size, progress=not args.quiet)
+                                                 chunk_size=args.chunk_size, progress=not args.quiet,
+                                                 overwrite=args.overwrite)
     summary = experiments.summarize_ssim(result.ssim, seed=args.seed)
     _write_json(out / "cascading.json", {"methods": result.methods, "steps": result.steps, **summary,
                                          "first_conv_step": setup.first_conv_step, "n_images": len(result.indices),
-                                         "converging_methods": _converging(specs), "model": setup.description})
+                                         "converging_methods": _converging(specs), **_described(setup)})
     _write_csv(out / "cascading.csv", ["image_index", "method", "step", "ssim"],
                [[index, method, step, result.ssim[i, m, s]] for i, index in enumerate(result.indices)
                 for m, method in enumerate(result.methods) for s, step in enumerate(result.steps)])
@@ -98,7 +112,7 @@ def run_csc(setup, specs, args, out: Path) -> None:
     result = experiments.cosine_similarity_convergence(setup.model, setup.inputs, specs, setup.injection_layers,
                                                        n_vectors=5, seed=args.seed, out=out / "per_image",
                                                        engine=args.engine, most_per_chunk=args.chunk_size,
-                                                       progress=not args.quiet)
+                                                       progress=not args.quiet, overwrite=args.overwrite)
     summaries = {m: {k: result.summary(m, k) for k in result.injection_layers} for m in result.methods}
     medians = {m: {k: {layer: s["median"] for layer, s in per_k.items()} for k, per_k in per_m.items()}
                for m, per_m in summaries.items()}
@@ -107,7 +121,7 @@ def run_csc(setup, specs, args, out: Path) -> None:
                                    "layers": result.layers, "first_conv_layer": setup.first_conv_layer,
                                    "medians": medians, "summaries": summaries, "baselines": baselines,
                                    "n_images": result.n_images, "n_vectors": 5,
-                                   "converging_methods": _converging(specs), "model": setup.description})
+                                   "converging_methods": _converging(specs), **_described(setup)})
     _write_csv(out / "csc_medians.csv", ["method", "injection_layer", "layer", "median_abs_cos", "one_minus_median",
                                          "baseline"],
                [[m, k, layer, v, 1 - v, baselines[layer]] for m, per_m in medians.items()
@@ -134,7 +148,8 @@ def run_two_classes(setup, specs, args, out: Path) -> None:
         logits = setup.model(setup.inputs.images[args.image][None]).numpy()[0]
         classes = (true_class, int(next(c for c in np.argsort(-logits) if c != true_class)))
     result = experiments.two_classes(setup.model, setup.inputs, args.image, classes, specs, engine=args.engine)
-    _write_json(out / "two_classes.json", {"image_index": int(setup.inputs.indices[args.image]), "classes": classes,
+    _write_json(out / "two_classes.json", {**_described(setup), "image_index": int(setup.inputs.indices[args.image]),
+                                           "classes": classes,
                                            "l1_min_max": {m: r["l1_min_max"] for m, r in result.items()},
                                            "l1_sum_normalized": {m: r["l1_sum_normalized"] for m, r in result.items()}})
     plots.two_classes_figure(setup.display_images[args.image], result, classes,
@@ -168,7 +183,7 @@ def run_pattern_svd(setup, specs, args, out: Path) -> None:
                if isinstance(layer, (layers.Dense, layers.Conv2D))}
     patterns = experiments.fitted_patterns(setup.model, setup.inputs, progress=not args.quiet)
     result = pattern_svd.pattern_singular_values(kernels, patterns)
-    _write_json(out / "pattern_svd.json", {**result, "model": setup.description,
+    _write_json(out / "pattern_svd.json", {**result, **_described(setup),
                                            "n_fit_images": None if setup.inputs.fit_images is None
                                            else len(setup.inputs.fit_images)})
     rows = [[panel, name, kind, value] for panel in ("full", "sliced") for kind, values in result[panel].items()
@@ -180,6 +195,20 @@ def run_pattern_svd(setup, specs, args, out: Path) -> None:
                              f"PatternAttribution singular values (paper fig. 3): {setup.description}")
 
 
+# How many test (and training) images each data set has; the ImageNet folder is counted when read.
+TEST_IMAGES = {"mnist": 10_000, "cifar10": 10_000, "samples": 20}
+TRAINING_IMAGES = {"mnist": 60_000, "cifar10": 50_000, "samples": 20}
+DATASETS_OF = {"cifar_net": ("mnist", "cifar10", "samples"), "vgg16": ("samples", "imagenet"),
+               "resnet50": ("samples", "imagenet")}
+N_CLASSES = {"cifar_net": 10, "vgg16": 1000, "resnet50": 1000}
+DEFAULT_N_IMAGES, DEFAULT_N_FIT = 200, 10_000
+
+
+def _weights(text: str):
+    """'imagenet' (Keras' download) or an existing weights or model file."""
+    return text if text == "imagenet" else str(existing_file(text))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sanity",
@@ -187,66 +216,124 @@ def _parser() -> argparse.ArgumentParser:
                     "parameter randomization (fig. 5, 11), cosine similarity convergence (fig. 6, 7c, 10), one image "
                     "for two classes (fig. 1b-e) and the matrix-chain simulation (fig. 8). Results go to --out as "
                     "JSON/CSV (every number behind every figure), PNG figures and report.md. Interrupted runs "
-                    "resume where they stopped when the same command is repeated.")
+                    "resume where they stopped when the same command is repeated, with byte-identical results; "
+                    "stored results of other settings (weights, images, methods, ...) are never reused: the run "
+                    "stops and says what differs (--overwrite recomputes them). One run at a time per --out.")
     parser.add_argument("command", choices=COMMANDS, help="experiment to run ('all': every one)")
-    parser.add_argument("--model", default="cifar_net", choices=["cifar_net", "vgg16", "resnet50"])
-    parser.add_argument("--weights", default=None,
+    parser.add_argument("--model", default="cifar_net", choices=sorted(DATASETS_OF))
+    parser.add_argument("--weights", default=None, type=_weights,
                         help="cifar_net: a weights or model file, .h5, .weights.h5 or .keras (default: the cached "
                              "trained model); vgg16/resnet50: 'imagenet' (download) or such a file (default imagenet)")
-    parser.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10", "samples", "imagenet"],
-                        help="test images: mnist / cifar10 (cifar_net), samples (foolbox's 20 real images), "
-                             "imagenet (a folder given by --data-dir; vgg16/resnet50)")
-    parser.add_argument("--data-dir", default=None, help="CIFAR-10 batches or ImageNet image folder")
+    parser.add_argument("--dataset", default=None, choices=["mnist", "cifar10", "samples", "imagenet"],
+                        help="test images: mnist (default) / cifar10 (cifar_net), samples (foolbox's 20 real "
+                             "images; default for vgg16/resnet50), imagenet (a folder given by --data-dir)")
+    parser.add_argument("--data-dir", default=None, type=existing_folder, help="CIFAR-10 batches or ImageNet image folder")
     parser.add_argument("--methods", default=None,
+                        type=name_list(s.label for s in methods.PAPER_METHODS + methods.EXTRA_METHODS),
                         help="comma-separated method labels (default: every paper method the engine offers): "
                              + ", ".join(s.label for s in methods.PAPER_METHODS)
                              + "; also available: " + ", ".join(s.label for s in methods.EXTRA_METHODS))
-    parser.add_argument("--n-images", type=int, default=200, help="number of test images (paper: 200)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of image choice, random classes, vectors, weights")
-    parser.add_argument("--engine", default="native", help="keras_xai engine (native, innvestigate, deeplift)")
-    parser.add_argument("--out", default="results/sanity", help="output folder")
-    parser.add_argument("--chunk-size", type=int, default=16,
-                        help="images per batch (CSC: at most this many, fewer where one batch's results would pass 1 GiB; "
-                             "lower it for VGG/ResNet)")
-    parser.add_argument("--repetitions", type=int, default=20, help="simulation: chains per variant (paper: 20)")
-    parser.add_argument("--image", type=int, default=0, help="two-classes: position of the image among the chosen")
-    parser.add_argument("--classes", type=lambda s: [int(c) for c in s.split(",")], default=None,
-                        help="two-classes: two class indices, e.g. 283,156 (default: the true class and the "
-                             "model's runner-up)")
-    parser.add_argument("--n-fit", type=int, default=10_000,
+    parser.add_argument("--n-images", type=positive_int, default=None,
+                        help=f"number of test images (default and paper: {DEFAULT_N_IMAGES}, or all the data set has "
+                             "if fewer)")
+    parser.add_argument("--seed", type=seed_int, default=0,
+                        help="seed of image choice, random classes, vectors, weights")
+    parser.add_argument("--engine", default="native", choices=sorted(keras_xai.api.ENGINES),
+                        help="keras_xai engine (innvestigate and deeplift need the reproduction stack)")
+    parser.add_argument("--out", default="results/sanity", type=output_folder, help="output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete stored results of other settings in --out and recompute them (default: stop "
+                             "and say what differs)")
+    parser.add_argument("--chunk-size", type=positive_int, default=16,
+                        help="images per batch (CSC: at most this many, fewer where one batch's results would pass "
+                             "1 GiB; lower it for VGG/ResNet). A resumed run keeps the batch size it started with")
+    parser.add_argument("--repetitions", type=positive_int, default=20,
+                        help="simulation: chains per variant (paper: 20)")
+    parser.add_argument("--image", type=non_negative_int, default=0,
+                        help="two-classes: position of the image among the chosen (0 .. --n-images - 1)")
+    parser.add_argument("--classes", type=int_list(0, max(N_CLASSES.values()) - 1, "283,156"), default=None,
+                        help="two-classes: two distinct class indices, e.g. 283,156 (default: the true class and "
+                             "the model's runner-up)")
+    parser.add_argument("--n-fit", type=positive_int, default=None,
                         help="PatternNet/PatternAttribution/pattern-svd: training images the patterns are fitted on "
-                             "(cifar_net; default 10000)")
-    parser.add_argument("--patterns", default=None,
+                             f"(cifar_net; default {DEFAULT_N_FIT}, or all the data set has if fewer)")
+    parser.add_argument("--patterns", default=None, type=existing_file,
                         help="a patterns .npz (PatternAnalyzer.save_patterns) to use instead of fitting; needed for "
                              "vgg16/resnet50")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
+def parse(argv=None) -> argparse.Namespace:
+    """The arguments, every value checked before any model or data is loaded (``parser.error``: exit 2)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    args.dataset = args.dataset or DATASETS_OF[args.model][0]
+    if args.n_images is None:
+        args.n_images = min(DEFAULT_N_IMAGES, TEST_IMAGES.get(args.dataset, DEFAULT_N_IMAGES))
+    if args.n_fit is None:
+        args.n_fit = min(DEFAULT_N_FIT, TRAINING_IMAGES.get(args.dataset, DEFAULT_N_FIT))
+    if args.command != "simulate":
+        if args.dataset not in DATASETS_OF[args.model]:
+            parser.error(f"--model {args.model} runs on --dataset {' or '.join(DATASETS_OF[args.model])}, "
+                         f"not {args.dataset}")
+        available = TEST_IMAGES.get(args.dataset)
+        if available is not None and args.n_images > available:
+            parser.error(f"--n-images {args.n_images}: --dataset {args.dataset} has {available} test images")
+        if args.n_fit > TRAINING_IMAGES.get(args.dataset, args.n_fit):
+            parser.error(f"--n-fit {args.n_fit}: --dataset {args.dataset} has {TRAINING_IMAGES[args.dataset]} "
+                         "training images")
+        if args.image >= args.n_images:
+            parser.error(f"--image {args.image} is not among the {args.n_images} chosen images (0 .. "
+                         f"{args.n_images - 1})")
+        if args.classes is not None:
+            n_classes = N_CLASSES[args.model]
+            if len(args.classes) != 2:
+                parser.error(f"--classes takes two distinct class indices, got {len(args.classes)}")
+            if not all(c < n_classes for c in args.classes):
+                parser.error(f"--classes {','.join(map(str, args.classes))}: {args.model} has classes 0 .. "
+                             f"{n_classes - 1}")
+        if args.model == "cifar_net" and args.weights == "imagenet":
+            parser.error("--weights imagenet is for vgg16/resnet50; cifar_net takes a weights file")
+    return args
+
+
+# What a user can get wrong that only shows once files are read: one `error:` line each, no traceback.
+USER_ERRORS = (WeightsFileError, StoredResultsError, RunLockedError, EngineUnavailableError, DataNotFoundError)
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with RunLock(out):
+            return _run(args, out)
+    except USER_ERRORS as error:  # names the file or setting and what to do
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args, out: Path) -> int:
     notes = list(PAPER_NOTES)
     commands = COMMANDS[:-1] if args.command == "all" else (args.command,)
     if commands != ("simulate",):
         if args.model != "cifar_net" and args.weights is None:
             args.weights = "imagenet"
-        wanted = methods.by_label(args.methods.split(",") if args.methods else None)
-        specs, missing = methods.available(wanted, args.engine)
+        specs, missing = methods.available(methods.by_label(list(args.methods) if args.methods else None),
+                                           args.engine)
         if missing:
             notes.append(f"Not run (not yet offered by the '{args.engine}' engine): "
                          + ", ".join(s.label for s in missing) + ".")
             print("skipping methods the engine does not offer yet: " + ", ".join(s.label for s in missing))
         wants_patterns = "pattern-svd" in commands or any(s.needs_fit for s in specs)
         n_fit = args.n_fit if wants_patterns and args.patterns is None else 0
-        try:
-            setup = build_setup(args.model, args.dataset, args.n_images, args.seed, args.weights, args.data_dir, n_fit)
-        except WeightsFileError as error:  # names the file and what is wrong: no traceback
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        setup = build_setup(args.model, args.dataset, args.n_images, args.seed, args.weights, args.data_dir, n_fit)
         if args.patterns is not None:
-            experiments.use_patterns(setup.model, setup.inputs, args.patterns)
+            try:
+                experiments.use_patterns(setup.model, setup.inputs, args.patterns)
+            except ValueError as error:  # names the file and the layer or shape that does not fit
+                print(f"error: --patterns: {error}", file=sys.stderr)
+                return 2
         elif wants_patterns and setup.inputs.fit_images is None:
             no_fit = [s for s in specs if s.needs_fit]
             specs = [s for s in specs if not s.needs_fit]

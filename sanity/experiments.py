@@ -7,12 +7,12 @@
   vectors at a layer.
 - :func:`two_classes` (figure 1b-e): one image explained for two classes.
 
-Every experiment stores its numbers per image as it goes (``out`` folder) and resumes from there;
-the random draws of image i depend only on (seed, i), so resumed runs equal uninterrupted ones.
+Every experiment stores its numbers per image as it goes (``out`` folder, :mod:`sanity.store`) and
+resumes from there. The random draws of image i depend only on (seed, i) and images are computed in
+fixed chunks of consecutive positions, so resumed runs equal uninterrupted ones byte for byte.
 """
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,8 @@ from keras_xai import graph
 
 from . import csc, metrics, randomization
 from .methods import MethodSpec
-from .store import ImageResults
+from . import run_key
+from .store import ImageResults, MemoryResults
 
 
 @dataclass
@@ -41,6 +42,8 @@ class ExperimentInputs:
     fit_images: np.ndarray | None = None  # training images for methods that learn (PatternNet)
     # Fitted patterns per model-weights digest: PatternNet and PatternAttribution share one fit.
     pattern_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # Weights digest -> digest of the patterns the user gave for those weights (use_patterns).
+    given_patterns: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         self.images = np.asarray(self.images, dtype=np.float32)
@@ -58,19 +61,12 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(index)])
 
 
-def _weights_digest(model: keras.Model) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()
-
-
 def fitted_patterns(model: keras.Model, inputs: ExperimentInputs, progress: bool = False) -> dict:
     """PatternNet's patterns (two-component estimator) fitted on ``inputs.fit_images`` for the model's
     current weights; fitted once per weights and reused by every experiment that gets the same inputs."""
     if inputs.fit_images is None:
         raise ValueError("PatternNet / PatternAttribution learn patterns from data: pass fit_images in ExperimentInputs")
-    key = _weights_digest(model)
+    key = run_key.weights_digest(model)
     if key not in inputs.pattern_cache:
         analyzer = keras_xai.create_analyzer("pattern.net", model)
         inputs.pattern_cache[key] = dict(analyzer.fit(inputs.fit_images, verbose=progress).patterns)
@@ -83,7 +79,9 @@ def use_patterns(model: keras.Model, inputs: ExperimentInputs, patterns) -> None
     if not isinstance(patterns, dict):
         analyzer = keras_xai.create_analyzer("pattern.net", model, patterns=patterns)  # loads and checks shapes
         patterns = dict(analyzer.patterns)
-    inputs.pattern_cache[_weights_digest(model)] = patterns
+    weights = run_key.weights_digest(model)
+    inputs.pattern_cache[weights] = patterns
+    inputs.given_patterns[weights] = run_key.digest(*(patterns[name] for name in sorted(patterns)))
 
 
 class AnalyzerPool:
@@ -108,55 +106,56 @@ def saliency_maps(analyzer, x: np.ndarray, classes: np.ndarray, spec: MethodSpec
     return metrics.reduce_channels(analyzer.analyze(x, neuron_selection=np.asarray(classes)), spec.reduction)
 
 
-class _MemoryResults:
-    """In-memory stand-in for :class:`ImageResults` when no output folder is given."""
-
-    def __init__(self):
-        self._data = {}
-
-    def save(self, index, arrays):
-        self._data[index] = dict(arrays)
-
-    def load(self, index):
-        return self._data.get(index)
-
-    def missing(self, indices):
-        return [i for i in indices if i not in self._data]
-
-    def load_all(self, indices):
-        return [self._data[i] for i in indices]
+def _results(out, name: str, key: dict, overwrite: bool, log):
+    if out is None:
+        return MemoryResults(key["batch_size"])
+    return ImageResults(Path(out) / name, key, overwrite=overwrite, log=log)
 
 
-def _results(out, name: str, settings: dict, log):
-    return _MemoryResults() if out is None else ImageResults(Path(out) / name, settings, log=log)
+def _key(name, model, inputs, specs, seed, engine, batch_size, **extra) -> dict:
+    """The run key (:mod:`sanity.run_key`): everything the stored numbers depend on."""
+    key = {"experiment": name, "results_version": run_key.RESULTS_VERSION,
+           "model": {"name": model.name, "architecture": run_key.architecture_digest(model),
+                     "weights": run_key.weights_digest(model), "n_parameters": int(model.count_params())},
+           "images": [[int(index), record] for index, record in zip(inputs.indices, _records(inputs))],
+           "methods": [(s.label, s.analyzer, s.parameters(inputs.input_range)) for s in specs],
+           "engine": engine, "seed": int(seed), "input_range": list(map(float, inputs.input_range)),
+           "batch_size": int(batch_size), "numerics": run_key.numerics(model), **extra}
+    if any(spec.needs_fit for spec in specs):
+        key["patterns"] = {"given": inputs.given_patterns.get(key["model"]["weights"]),
+                           "fit_images": None if inputs.fit_images is None else run_key.digest(inputs.fit_images)}
+    return key
 
 
-def _chunks(positions: list, size: int) -> list:
-    return [positions[start:start + size] for start in range(0, len(positions), size)]
+def _records(inputs: ExperimentInputs) -> list:
+    return [run_key.image_record(image, label) for image, label in zip(inputs.images, inputs.labels)]
 
 
-# Bump when a change to the code changes stored numbers: old per-image files are then recomputed.
-RESULTS_VERSION = 2
+def _run(results, inputs, compute: Callable, progress: bool, description: str) -> list:
+    """Every image's arrays: loaded where stored, else computed and stored at once.
 
-
-def _settings(name, model, inputs, specs, seed, engine, **extra) -> dict:
-    return {"experiment": name, "results_version": RESULTS_VERSION, "model": model.name, "n_parameters": int(model.count_params()),
-            "methods": [(s.label, s.analyzer, s.parameters(inputs.input_range)) for s in specs],
-            "seed": seed, "engine": engine, "input_range": list(map(float, inputs.input_range)), **extra}
-
-
-def _run(results, inputs, chunk_size, compute: Callable, progress: bool, description: str):
-    """Compute the missing images chunk by chunk and store each image's arrays at once."""
-    pending = results.missing([int(i) for i in inputs.indices])
-    position_of = {int(index): position for position, index in enumerate(inputs.indices)}
-    bar = tqdm(total=len(inputs.indices), initial=len(inputs.indices) - len(pending), desc=description,
+    Images are computed in fixed chunks of ``results.batch_size`` consecutive positions: an image is
+    always computed with the same companions, whether the run is fresh or resumed (a chunk with any
+    image missing is computed whole; TF's kernels give last-bit differences between batch sizes)."""
+    indices = [int(i) for i in inputs.indices]
+    records = _records(inputs)
+    arrays = [results.load(index, record) for index, record in zip(indices, records)]
+    size = results.batch_size
+    chunks = [range(start, min(start + size, len(indices))) for start in range(0, len(indices), size)]
+    pending = [chunk for chunk in chunks if any(arrays[p] is None for p in chunk)]
+    bar = tqdm(total=len(indices), initial=len(indices) - sum(len(c) for c in pending), desc=description,
                unit="image", disable=not progress)
-    for chunk in _chunks([position_of[i] for i in pending], chunk_size):
-        for position, arrays in zip(chunk, compute(np.asarray(chunk))):
-            results.save(int(inputs.indices[position]), arrays)
-        bar.update(len(chunk))
-    bar.close()
-    return results.load_all([int(i) for i in inputs.indices])
+    try:
+        for chunk in pending:
+            for position, computed in zip(chunk, compute(np.asarray(chunk))):
+                if arrays[position] is None:
+                    results.save(indices[position], records[position], computed)
+                    arrays[position] = {name: np.asarray(value) for name, value in computed.items()}
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        results.close()
+    return arrays
 
 
 # ------------------------------------------------------------------------------------ random logit
@@ -172,7 +171,7 @@ class RandomLogitResult:
 
 def random_logit(model: keras.Model, inputs: ExperimentInputs, specs: Sequence[MethodSpec], seed: int = 0,
                  out=None, engine: str = "native", chunk_size: int = 16, progress: bool = True,
-                 log=print) -> RandomLogitResult:
+                 overwrite: bool = False, log=print) -> RandomLogitResult:
     """SSIM between the maps explaining the true logit and a random other logit (paper figure 4).
 
     The random class of image i is uniform over the other classes, drawn from ``image_rng(seed, i)``.
@@ -182,7 +181,8 @@ def random_logit(model: keras.Model, inputs: ExperimentInputs, specs: Sequence[M
     """
     n_classes = int(graph.shape_of(model.outputs[0])[-1])
     pool = AnalyzerPool(model, inputs, engine)
-    results = _results(out, "random_logit", _settings("random_logit", model, inputs, specs, seed, engine), log)
+    results = _results(out, "random_logit", _key("random_logit", model, inputs, specs, seed, engine, chunk_size),
+                       overwrite, log)
 
     def compute(positions):
         x, true = inputs.images[positions], inputs.labels[positions]
@@ -196,7 +196,7 @@ def random_logit(model: keras.Model, inputs: ExperimentInputs, specs: Sequence[M
                 ssim[row, column] = metrics.ssim_flipped(maps_true[row], maps_other[row], *spec.ssim_percentiles)
         return [{"ssim": ssim[row], "true_class": true[row], "random_class": other[row]} for row in range(len(positions))]
 
-    stored = _run(results, inputs, chunk_size, compute, progress, "random logit")
+    stored = _run(results, inputs, compute, progress, "random logit")
     first = inputs.images[:1]
     examples = {}
     for spec in specs:
@@ -225,7 +225,8 @@ class CascadingResult:
 
 def cascading_randomization(model: keras.Model, inputs: ExperimentInputs, specs: Sequence[MethodSpec],
                             steps: Sequence[str], seed: int = 0, out=None, engine: str = "native",
-                            chunk_size: int = 16, progress: bool = True, log=print) -> CascadingResult:
+                            chunk_size: int = 16, progress: bool = True, overwrite: bool = False,
+                            log=print) -> CascadingResult:
     """SSIM (sign-flip invariant) between each method's map of the original model and of the model
     randomized from the top down to each step (paper figures 5 and 11; Adebayo et al. 2018).
 
@@ -237,7 +238,8 @@ def cascading_randomization(model: keras.Model, inputs: ExperimentInputs, specs:
     working = randomization.copy_model(model)
     original = model.get_weights()
     pool = AnalyzerPool(working, inputs, engine)
-    results = _results(out, "cascading", _settings("cascading", model, inputs, specs, seed, engine, steps=steps), log)
+    results = _results(out, "cascading", _key("cascading", model, inputs, specs, seed, engine, chunk_size, steps=steps),
+                       overwrite, log)
 
     def maps_per_step(positions):
         """(n_steps + 1) x n_methods maps: index 0 is the original model."""
@@ -259,7 +261,7 @@ def cascading_randomization(model: keras.Model, inputs: ExperimentInputs, specs:
                     ssim[row, m, s] = metrics.ssim_flipped(maps[0][m][row], maps[s + 1][m][row], *spec.ssim_percentiles)
         return [{"ssim": ssim[row]} for row in range(len(positions))]
 
-    stored = _run(results, inputs, chunk_size, compute, progress, "cascading randomization")
+    stored = _run(results, inputs, compute, progress, "cascading randomization")
     first_maps = maps_per_step(np.array([0]))
     examples = {spec.label: np.stack([first_maps[s][m][0] for s in range(len(steps) + 1)])
                 for m, spec in enumerate(specs)}
@@ -307,7 +309,7 @@ def _layer_vector_size(shape: tuple) -> int:
 def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, specs: Sequence[MethodSpec],
                                   injection_layers: Sequence[str], n_vectors: int = 5, seed: int = 0, out=None,
                                   engine: str = "native", chunk_size: int | None = None, most_per_chunk: int = 16,
-                                  progress: bool = True, log=print) -> CSCResult:
+                                  progress: bool = True, overwrite: bool = False, log=print) -> CSCResult:
     """CSC (paper section 5): inject ``n_vectors`` N(0, I) vectors at each injection layer's output,
     propagate them down with every method, and collect |cos| between the propagated vectors of every
     pair at every lower layer (per location for feature maps). The same random vectors serve every
@@ -324,10 +326,11 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
         chunk_size = csc_chunk_size(model, injection_layers, n_vectors, most_per_chunk)
     shapes = {name: sample_shape(model, name) for name in injection_layers}
     pool = AnalyzerPool(model, inputs, engine)
-    results = _results(out, "csc", _settings("csc", model, inputs, specs, seed, engine,
-                                             injection_layers=injection_layers, n_vectors=n_vectors), log)
+    results = _results(out, "csc", _key("csc", model, inputs, specs, seed, engine, chunk_size,
+                                        injection_layers=injection_layers, n_vectors=n_vectors), overwrite, log)
+    chunk_size = results.batch_size  # a resumed run keeps the batch size it started with
     n_fine, n_coarse = len(csc.FINE_EDGES) - 1, len(csc.HISTOGRAM_BINS) - 1
-    channels = {}
+    channels = {}  # layer -> vector size, as the propagated results show it
 
     # Chosen once for the chunk size, so that a smaller last chunk needs no new trace.
     groups = _injection_groups(model, layers, injection_layers, chunk_size * n_vectors)
@@ -382,14 +385,14 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
         finally:  # on an error or an interrupt, drop the queued work instead of waiting for it
             tracer.shutdown(wait=True, cancel_futures=True)
             workers.shutdown(wait=True, cancel_futures=True)
-        return [{"fine": fine[row], "coarse": coarse[row]} for row in range(len(positions))]
+        sizes = np.array([channels.get(name, 0) for name in layers], np.int64)  # stored: a resumed run reads them
+        return [{"fine": fine[row], "coarse": coarse[row], "channels": sizes} for row in range(len(positions))]
 
-    stored = _run(results, inputs, chunk_size, compute, progress, "cosine similarity convergence")
-    if not channels:  # everything was loaded from disk: read the vector sizes off the model
-        channels = {name: _layer_vector_size(sample_shape(model, name)) for name in layers}
+    stored = _run(results, inputs, compute, progress, "cosine similarity convergence")
+    sizes = {name: int(size) for name, size in zip(layers, stored[0]["channels"]) if size > 0}
     return CSCResult([s.label for s in specs], injection_layers, layers,
                      np.sum([r["fine"] for r in stored], axis=0), np.sum([r["coarse"] for r in stored], axis=0),
-                     channels, len(stored))
+                     sizes, len(stored))
 
 
 def injection_histograms(propagated: dict, n_images: int, n_vectors: int):

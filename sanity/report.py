@@ -168,6 +168,27 @@ def undefined_notes(folder) -> list:
     return notes
 
 
+EXPERIMENTS = ("random_logit", "cascading", "csc", "two_classes", "pattern_svd")
+
+
+def provenance_lines(folder) -> list:
+    """Which weights and images each experiment's numbers come from (file, SHA-256, content hashes)."""
+    rows = []
+    for name in EXPERIMENTS:
+        summary = _load(Path(folder), name)
+        if summary is None or "weights" not in summary:
+            continue
+        weights, data = summary["weights"], summary["data"]
+        file = f"`{weights['file']}` (SHA-256 {weights['file_sha256']})" if weights.get("file") else "-"
+        rows.append(f"| {name} | {summary.get('model', '')} | {weights['source']} | {file} | "
+                    f"{weights['content_digest']} | {data['dataset']}, {data['n_images']} images | "
+                    f"{data['content_digest']} |")
+    if not rows:
+        return []
+    return ["## Weights and data", "", "| experiment | model | weights | weights file | weights content hash | "
+            "images | images content hash |", "| --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
+
+
 def collect_claims(folder) -> list:
     folder = Path(folder)
     claims = []
@@ -192,6 +213,7 @@ def write_report(folder, title: str, notes: list | None = None) -> Path:
     if not claims:
         lines.append("| - | no experiment results in this folder yet | | | |")
     lines += ["", f"{sum(c.reproduced is True for c in claims)} of {len(claims)} claims reproduced.", ""]
+    lines += provenance_lines(folder)
     notes = list(notes or []) + undefined_notes(folder)
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]

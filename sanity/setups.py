@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tensorflow import keras
 
 import keras_xai
-from architectures import data, models, training, zoo
+from architectures import cache, data, models, training, zoo
 from architectures.weights import load_weights_file
 
+from . import run_key
 from .experiments import ExperimentInputs
 from .randomization import CASCADING_STEPS
 
@@ -40,6 +42,19 @@ class Setup:
     first_conv_layer: str
     first_conv_step: str
     description: str
+    provenance: dict = None  # {"weights": ..., "data": ...}: named in every JSON and the report
+
+
+def _provenance(model, weights_source: str, weights_file, dataset: str, data_dir, inputs) -> dict:
+    """Where the weights and the images come from, with content hashes a reader can check."""
+    weights = {"source": weights_source, "file": None if weights_file is None else str(weights_file),
+               "file_sha256": None, "content_digest": run_key.weights_digest(model)}
+    if weights_file is not None and Path(weights_file).is_file():
+        weights["file_sha256"] = cache.file_sha256(Path(weights_file))
+    data_section = {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir),
+                    "n_images": int(len(inputs.indices)), "indices": [int(i) for i in inputs.indices],
+                    "content_digest": run_key.digest(inputs.images, inputs.labels)}
+    return {"weights": weights, "data": data_section}
 
 
 def choose_indices(n_available: int, n_images: int, seed: int, first: int | None = None) -> np.ndarray:
@@ -75,7 +90,10 @@ def _cifar_net_setup(dataset: str, weights, n_images: int, seed: int, data_dir, 
         raise ValueError(f"cifar_net runs on --dataset mnist, cifar10 or samples, not {dataset!r}")
     if trained is not None:
         model = trained.model
+        source = trained.metadata.get("source")
+        weights_source, weights_file = "the project's trained model", source if source != "trained" else None
     else:
+        weights_source, weights_file = "file", weights
         model = models.cifar_net(input_shape=shape)
         load_weights_file(model, weights)
     indices = choose_indices(len(test_images), n_images, seed, first)
@@ -85,7 +103,8 @@ def _cifar_net_setup(dataset: str, weights, n_images: int, seed: int, data_dir, 
     display = images[..., 0] if shape[-1] == 1 else images
     return Setup("cifar_net", keras_xai.model_wo_softmax(model), inputs, display, names,
                  CASCADING_STEPS["cifar_net"], CSC_INJECTION_LAYERS["cifar_net"], FIRST_CONV_LAYER["cifar_net"], FIRST_CONV_STEP["cifar_net"],
-                 f"appendix-D CIFAR net trained on {dataset}")
+                 f"appendix-D CIFAR net trained on {dataset}",
+                 _provenance(model, weights_source, weights_file, dataset, data_dir, inputs))
 
 
 def _imagenet_setup(name: str, dataset: str, weights, n_images: int, seed: int, data_dir) -> Setup:
@@ -100,6 +119,8 @@ def _imagenet_setup(name: str, dataset: str, weights, n_images: int, seed: int, 
         if data_dir is None:
             raise ValueError("--dataset imagenet needs --data-dir (a folder of ImageNet validation images)")
         folder = data.imagenet_dir(data_dir, n=n_images, seed=seed)
+        if len(folder.images) < n_images:
+            raise data.DataNotFoundError(f"--n-images {n_images}: {data_dir} holds only {len(folder.images)} images")
         images = folder.images
         rgb = data.caffe_deprocess(images).astype(np.uint8)
         # Without a label file, explain the model's own prediction as the "true" class.
@@ -109,9 +130,11 @@ def _imagenet_setup(name: str, dataset: str, weights, n_images: int, seed: int, 
         raise ValueError(f"{name} runs on --dataset samples or imagenet, not {dataset!r}")
     inputs = ExperimentInputs(images, labels, indices, CAFFE_INPUT_RANGE)
     weights_text = "ImageNet weights" if weights == "imagenet" else (f"weights {weights}" if weights else "RANDOM weights")
+    source = {"imagenet": "Keras' ImageNet weights", None: "random (Keras' initializers)"}.get(weights, "file")
     return Setup(name, keras_xai.model_wo_softmax(model), inputs, rgb, [str(i) for i in range(1000)],
                  CASCADING_STEPS[name], CSC_INJECTION_LAYERS[name], FIRST_CONV_LAYER[name], FIRST_CONV_STEP[name],
-                 f"{name} with {weights_text}")
+                 f"{name} with {weights_text}",
+                 _provenance(model, source, weights if source == "file" else None, dataset, data_dir, inputs))
 
 
 def build_setup(model: str, dataset: str, n_images: int, seed: int, weights=None, data_dir=None,

@@ -12,6 +12,7 @@ import pytest
 
 from architectures.models import cifar_net
 from keras_xai import graph
+from sanity.cli import main as sanity_main
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -70,22 +71,70 @@ def test_all_writes_numbers_figures_and_report(weights, tmp_path):
     assert "pattern-svd" in report
 
 
-def test_killed_run_resumes_to_identical_files(weights, tmp_path):
-    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-    args = ["cascading", "--chunk-size", "1"]
-    assert sanity(*args, *common(weights, reference, n_images=6)).returncode == 0
-    process = subprocess.Popen([sys.executable, "-m", "sanity", *args, *common(weights, resumed, n_images=6)],
-                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    per_image = resumed / "per_image" / "cascading"
+def result_files(folder: Path) -> dict:
+    """Every file of a run but figures and the lock, by relative path."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix != ".png" and p.name != ".lock"}
+
+
+def start(args):
+    return subprocess.Popen([sys.executable, "-m", "sanity", *args], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def kill_after(process, folder: Path, n_files: int) -> int:
+    """SIGKILL ``process`` once ``folder`` holds ``n_files`` result files (or it ended); files left."""
     deadline = time.time() + 600
-    while len(list(per_image.glob("*.npz"))) < 2 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
+    while len(list(folder.glob("*.npz"))) < n_files and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
-    process.wait()
-    finished = len(list(per_image.glob("*.npz")))
-    assert 2 <= finished < 6, "the run should have been interrupted part-way"
-    assert not (resumed / "cascading.json").exists()
-    result = sanity(*args, *common(weights, resumed, n_images=6))
-    assert result.returncode == 0, result.stderr
-    for name in ("cascading.json", "cascading.csv"):
-        assert (resumed / name).read_bytes() == (reference / name).read_bytes(), name
+    process.communicate()
+    return len(list(folder.glob("*.npz")))
+
+
+def test_killed_runs_resume_to_identical_files_and_one_run_holds_the_folder(weights, tmp_path, capsys):
+    """Killed (SIGKILL) at three random points and resumed each time, the last time with another
+    --chunk-size: every result file equals an uninterrupted run's byte for byte. While a run goes, a
+    second run into its folder stops at once naming it; the lock a killed run leaves is taken over."""
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    args, n = ["csc", "--chunk-size", "2", "--seed", "1"], 16
+    assert sanity_main([*args, *common(weights, reference, n_images=n)]) == 0  # in this process: no start-up
+    per_image = resumed / "per_image" / "csc"
+    kill_points = np.sort(np.random.default_rng().choice(np.arange(1, n - 4), 3, replace=False))
+    left = 0
+    for round, kill_point in enumerate(kill_points):
+        process = start([*args, *common(weights, resumed, n_images=n)])
+        if round == 0:  # a second run meanwhile (in this process: no start-up time)
+            while process.poll() is None and not (resumed / ".lock").exists() or not (resumed / ".lock").read_text():
+                time.sleep(0.02)
+            code = sanity_main([*args, *common(weights, resumed, n_images=n)])
+            error = capsys.readouterr().err
+            assert code == 2 and f"in use by another run (pid {process.pid} on" in error, error
+            assert len(error.strip().splitlines()) == 1
+        left = kill_after(process, per_image, max(int(kill_point), left + 1))
+        assert left < n, f"the run should have been interrupted part-way (kill points {kill_points})"
+    assert not (resumed / "csc.json").exists()
+    capsys.readouterr()
+    assert sanity_main(["csc", "--chunk-size", "3", "--seed", "1", *common(weights, resumed, n_images=n)]) == 0
+    printed = capsys.readouterr().out
+    assert "taking over the lock of a run that did not finish" in printed and "batch size 2 (asked: 3)" in printed
+    expected, got = result_files(reference), result_files(resumed)
+    assert sorted(expected) == sorted(got)
+    assert [name for name in expected if expected[name] != got[name]] == []
+
+
+def test_other_weights_are_refused_naming_them(weights, tmp_path, capsys):
+    assert sanity_main(["random-logit", *common(weights, tmp_path, n_images=2)]) == 0
+    summary = json.loads((tmp_path / "random_logit.json").read_text())
+    assert summary["weights"]["file"] == str(weights) and len(summary["weights"]["file_sha256"]) == 64
+    assert summary["data"]["n_images"] == 2 and summary["data"]["dataset"] == "mnist"
+    assert str(weights) in (tmp_path / "report.md").read_text()
+    model = cifar_net(input_shape=(28, 28, 1))
+    other = weights.with_name("other" + graph.weights_suffix(model))
+    model.save_weights(str(other))
+    capsys.readouterr()
+    assert sanity_main(["random-logit", *common(other, tmp_path, n_images=2)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "model.weights" in error and "--overwrite" in error
+    assert sanity_main(["random-logit", *common(other, tmp_path, n_images=2), "--overwrite"]) == 0
+    assert json.loads((tmp_path / "random_logit.json").read_text())["weights"]["file"] == str(other)
