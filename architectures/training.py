@@ -42,7 +42,11 @@ class Recipe:
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
     def with_epochs(self, epochs: int | None) -> "Recipe":
-        return self if epochs is None or epochs == self.epochs else replace(self, epochs=int(epochs))
+        if epochs is None or epochs == self.epochs:
+            return self
+        if int(epochs) < 1:  # 0 epochs would cache an untrained model as trained
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        return replace(self, epochs=int(epochs))
 
 
 RECIPES = {

@@ -1,10 +1,11 @@
-"""Atomic JSON/CSV writers shared by the CLI and the benchmark."""
+"""Atomic JSON/CSV writers and a forgiving JSON reader, shared by the CLI and the benchmark."""
 from __future__ import annotations
 
 import csv
 import dataclasses
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,23 @@ def write_json(path: Path, payload) -> Path:
     return Path(path)
 
 
-def read_json(path: Path):
+def read_json(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None when the file is absent or damaged (invalid JSON, or JSON
+    that is not an object). A damaged file gets a one-line warning naming it and is treated as absent:
+    the files read here hold results of earlier commands, and the commands rewrite them."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+    except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
+        problem = f"invalid JSON: {error}"
+    else:
+        if isinstance(payload, dict):
+            return payload
+        problem = f"a JSON {type(payload).__name__}, not an object"
+    print(f"warning: {path} is damaged ({problem}); going on as if it were absent", file=sys.stderr)
+    return None
 
 
 def write_csv(path: Path, header: list, rows) -> Path:

@@ -347,7 +347,9 @@ def _settings_note(command: str, s: dict) -> str | None:
                 f"{s['tsne_samples']} random points per split; classifier on decoder samples {s['sample_epochs']} "
                 "epochs.")
     if command == "gates":
-        return (f"gates ({mode}): families '{s['gate_families']}' on {s['gate_test'] or 'all'} test images; "
+        families = s["gate_families"]  # a list; a string in the settings.json of earlier versions
+        families = families if isinstance(families, str) else ",".join(families)
+        return (f"gates ({mode}): families '{families}' on {s['gate_test'] or 'all'} test images; "
                 f"h -> image decoder {s['decoder_epochs']} epochs on the training states.")
     if command == "train":
         if s.get("trajectory") in (None, "none"):

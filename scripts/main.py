@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from architectures import zoo  # noqa: E402
 from architectures.cache import atomic_write_text  # noqa: E402
+from architectures.cli_types import int_in_range, seed_int  # noqa: E402
 from lstm_svd import cli as lstm_cli  # noqa: E402
 from sanity import cli as sanity_cli  # noqa: E402
 
@@ -35,12 +36,15 @@ MODELS = [  # (architecture, dataset, what the seed reports)
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results", help="output folder (default: results)")
-    parser.add_argument("--seed", type=int, default=0, help="training seed of the cached models")
-    parser.add_argument("--n-images", type=int, default=50, help="test images for the sanity checks")
-    parser.add_argument("--n-fit", type=int, default=2000,
+    parser.add_argument("--seed", type=seed_int, default=0, help="training seed of the cached models")
+    parser.add_argument("--n-images", type=int_in_range(1, 10_000), default=50,
+                        help="test images for the sanity checks")
+    parser.add_argument("--n-fit", type=int_in_range(1, 60_000), default=2000,
                         help="training images PatternNet's patterns are fitted on (quick: 2000; paper protocol: 10000)")
     parser.add_argument("--skip-sanity", action="store_true", help="skip the sanity checks")
     parser.add_argument("--skip-lstm", action="store_true", help="skip the LSTM thesis analyses")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="sanity checks: recompute stored results of other settings instead of stopping")
     args = parser.parse_args(argv)
     out = Path(args.out)
     rows = []
@@ -54,12 +58,14 @@ def main(argv=None) -> int:
               f"test accuracy {100 * meta['test_accuracy']:.2f}%   ({reference})", flush=True)
     atomic_write_text(out / "accuracies.json", json.dumps(rows, indent=2))
     print(f"wrote {out / 'accuracies.json'}")
+    codes = []
     if not args.skip_sanity:
-        sanity_cli.main(["all", "--model", "cifar_net", "--dataset", "mnist", "--n-images", str(args.n_images),
-                         "--repetitions", "10", "--n-fit", str(args.n_fit), "--out", str(out / "sanity")])
+        codes.append(sanity_cli.main(["all", "--model", "cifar_net", "--dataset", "mnist", "--n-images",
+                                      str(args.n_images), "--repetitions", "10", "--n-fit", str(args.n_fit),
+                                      "--out", str(out / "sanity"), *(["--overwrite"] if args.overwrite else [])]))
     if not args.skip_lstm:
-        lstm_cli.main(["all", "--quick", "--seed", str(args.seed), "--out", str(out / "lstm_svd")])
-    return 0
+        codes.append(lstm_cli.main(["all", "--quick", "--seed", str(args.seed), "--out", str(out / "lstm_svd")]))
+    return next((code for code in codes if code), 0)  # the first failure's exit code
 
 
 if __name__ == "__main__":

@@ -34,13 +34,7 @@ def test_help_explains(capsys):
         assert word in text, word
 
 
-def test_rejects_bad_directions(capsys):
-    with pytest.raises(SystemExit) as exit_code:
-        cli.main(["lowrank", "--keep", "1,2,x"])
-    assert exit_code.value.code == 2
-    assert "--keep takes comma-separated direction numbers" in capsys.readouterr().err
-
-
+# Bad values of single options: tests/test_bad_inputs.py.
 def test_weights_that_do_not_fit_give_one_clear_error(tmp_path, private_cache, capsys):
     from architectures import models
     from keras_xai.graph import weights_suffix
@@ -48,19 +42,50 @@ def test_weights_that_do_not_fit_give_one_clear_error(tmp_path, private_cache, c
     other = models.lstm_classifier(hidden_size=12)
     path = tmp_path / f"hidden12{weights_suffix(other)}"
     other.save_weights(str(path))
-    for weights, message in ((path, "could not be loaded into model 'lstm_classifier'"),
-                             (tmp_path / "missing.h5", "does not exist")):
-        assert cli.main(["output-layer", "--weights", str(weights), "--out", str(tmp_path / "out"), *TINY]) == 2
-        error = capsys.readouterr().err
-        assert error.startswith("error: ") and str(weights) in error and message in error, error
-        assert "Traceback" not in error
+    assert cli.main(["output-layer", "--weights", str(path), "--out", str(tmp_path / "out"), *TINY]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and str(path) in error, error
+    assert "could not be loaded into model 'lstm_classifier'" in error and "Traceback" not in error
 
 
-def test_train_output_layer_and_lowrank_write_numbers_figures_and_report(tmp_path, tiny, monkeypatch):
+def test_a_second_run_into_the_same_folder_fails_at_once(tmp_path, capsys):
+    from architectures.run_lock import RunLock
+
+    out = tmp_path / "out"
+    with RunLock(out, log=lambda message: None):  # the first run, still going
+        assert cli.main(["lowrank", "--out", str(out), *TINY]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and f"{out} is in use by another run (pid {os.getpid()} " in error, error
+    assert not (out / "report.md").exists()
+
+
+@pytest.mark.parametrize("content, problem", [("{\"lowrank\": 1.5", "invalid JSON"),
+                                              ("[1, 2]", "a JSON list, not an object"),
+                                              (b"\xff\xfe", "invalid JSON")])
+def test_a_damaged_json_file_is_named_and_read_as_absent(tmp_path, capsys, content, problem):
+    from lstm_svd import files
+
+    path = tmp_path / "timings.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert files.read_json(path) is None
+    warning = capsys.readouterr().err
+    assert warning.startswith(f"warning: {path} is damaged ({problem}") and warning.count("\n") == 1, warning
+    assert files.read_json(tmp_path / "absent.json") is None and not capsys.readouterr().err
+
+
+def test_train_output_layer_and_lowrank_write_numbers_figures_and_report(tmp_path, tiny, monkeypatch, capsys):
     out, home = tmp_path / "out", tmp_path / "home"
     monkeypatch.setenv("KERAS_XAI_HOME", str(home))
+    out.mkdir()  # damaged records of earlier runs: named, then rewritten
+    (out / "timings.json").write_text('{"train": 1')
+    (out / "settings.json").write_text('["not", "an", "object"]')
     assert cli.main(["train", "output-layer", "lowrank", "--weights", str(tiny.weights_path), "--keep", "1,2,3,4,6",
                      "--keep", "2,5", "--trajectory", "none", "--out", str(out), *TINY]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert [line.split(" is damaged")[0] for line in warnings] == [f"warning: {out / name}"
+                                                                   for name in ("timings.json", "settings.json")]
+    assert sorted(json.loads((out / "timings.json").read_text())) == ["lowrank", "output-layer", "train"]
+    assert sorted(json.loads((out / "settings.json").read_text())) == ["lowrank", "output-layer", "train"]
     for name in ("confusion_test.png", "confusion_train.png", "misclassified.png", "output_rows.png", "gramian.png",
                  "angles.png", "singular_values.png", "pca_outputs.png", "lowrank_first-k.png", "lowrank_last-k.png",
                  "lowrank_all-except-one.png", "lowrank_just-one.png", "lowrank_custom.png", "lowrank_recall.png",
