@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 
 from . import cache, training, zoo
@@ -63,11 +62,6 @@ def main(argv=None) -> int:
                                    verbose=0 if args.quiet else 1)
     except (ValueError, FileNotFoundError) as error:  # e.g. CIFAR-10 batches missing from --data-dir
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (EOFError, pickle.UnpicklingError) as error:  # a truncated data file; the loader does not name it
-        where = f" in {args.data_dir}" if args.data_dir else ""
-        print(f"error: a {args.dataset} data file{where} is damaged ({type(error).__name__}: {error}); replace it "
-              "with a fresh copy", file=sys.stderr)
         return 2
     summary = {k: result.metadata[k] for k in ("architecture", "dataset", "seed", "test_accuracy", "source")}
     summary["recipe"] = result.metadata["recipe"]["name"]

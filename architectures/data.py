@@ -28,6 +28,10 @@ class DataNotFoundError(FileNotFoundError):
     """A data set is neither on disk nor downloadable; the message says where to put it."""
 
 
+class DamagedDataError(DataNotFoundError):
+    """A data file is there but cannot be read; the message names it."""
+
+
 @dataclass
 class Split:
     """Images and integer labels of one split."""
@@ -144,10 +148,14 @@ def _keras_cifar_cache() -> Path:
 
 def _read_cifar_batches(folder: Path) -> Dataset:
     def read(name: str) -> Split:
-        batch = load_numpy_pickle(folder / name, encoding="bytes")
-        data = batch.get(b"data", batch.get("data"))
-        labels = batch.get(b"labels", batch.get("labels"))
-        images = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        try:
+            batch = load_numpy_pickle(folder / name, encoding="bytes")
+            data = batch.get(b"data", batch.get("data"))
+            labels = batch.get(b"labels", batch.get("labels"))
+            images = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError) as error:
+            raise DamagedDataError(f"{folder / name} is not a CIFAR-10 python batch ({type(error).__name__}: "
+                                   f"{error}); replace it with a fresh copy of cifar-10-python.tar.gz") from None
         return Split(np.ascontiguousarray(images), np.asarray(labels, dtype=np.int64))
 
     parts = [read(name) for name in _CIFAR_FILES[:5]]

@@ -25,6 +25,7 @@ from tensorflow import keras  # noqa: E402
 
 from architectures import data, models, training, zoo  # noqa: E402
 from architectures.cache import atomic_write_text  # noqa: E402
+from architectures.cli_types import int_in_range, positive_int, seed_int  # noqa: E402
 from architectures.weights import WeightsFileError, load_weights_file  # noqa: E402
 from lstm_svd import experiments, linalg, metrics  # noqa: E402
 from lstm_svd.states import HiddenStates, hidden_model, output_layer  # noqa: E402
@@ -63,9 +64,11 @@ def best_of(repeats: int, function):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="lstm_classifier weights or model file: .h5, .weights.h5, .keras (default: the cached model)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the cached classifier")
-    parser.add_argument("--n-test", type=int, default=None, help="first N test images (default: all 10,000)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each way (fastest is reported)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the cached classifier")
+    parser.add_argument("--n-test", type=int_in_range(1, 10_000), default=None,
+                        help="first N test images (default: all 10,000)")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed repetitions of each way (fastest is reported)")
     parser.add_argument("--out", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
 

@@ -19,13 +19,15 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from architectures.cli_types import int_in_range, positive_int  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Time the streaming pattern fit (PatternNet/PatternAttribution) of keras_xai's "
                     "native engine on MNIST training images for the appendix-D net.")
-    parser.add_argument("--n-images", type=int, default=10000, help="training images to fit on (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per compiled call (default: %(default)s)")
+    parser.add_argument("--n-images", type=int_in_range(1, 60_000), default=10000, help="training images to fit on (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="images per compiled call (default: %(default)s)")
     parser.add_argument("--method", default="pattern.attribution", choices=["pattern.net", "pattern.attribution"],
                         help="analyzer whose patterns are fitted (the fit is the same for both)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])

@@ -103,7 +103,10 @@ CASES = [
      "no CIFAR-10 python batches in {tmp}/a_folder"),
     ("train-data-dir-with-empty-batches", "architectures", [*TRAIN, "--dataset", "cifar10", "--data-dir",
                                                             "{tmp}/empty_cifar"], 2,
-     "a cifar10 data file in {tmp}/empty_cifar is damaged (EOFError"),
+     "{tmp}/empty_cifar/data_batch_1 is not a CIFAR-10 python batch (EOFError"),
+    ("train-data-dir-with-garbage-batches", "architectures", [*TRAIN, "--dataset", "cifar10", "--data-dir",
+                                                              "{tmp}/garbage_cifar"], 2,
+     "{tmp}/garbage_cifar/data_batch_1 is not a CIFAR-10 python batch"),
     # --- python -m sanity: counts, indices, names, files (all before any model or data is loaded)
     ("sanity-n-images-0", "sanity", [*SANITY, "--n-images", "0"], 2, "--n-images: must be an integer >= 1, got 0"),
     ("sanity-n-images-negative", "sanity", [*SANITY, "--n-images", "-1"], 2, "--n-images: must be an integer >= 1"),
@@ -170,6 +173,8 @@ def bad_files(tmp_path, private_cache, monkeypatch):
     (tmp_path / "empty_cifar").mkdir()
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (tmp_path / "empty_cifar" / name).touch()  # truncated to nothing
+        (tmp_path / "garbage_cifar").mkdir(exist_ok=True)
+        (tmp_path / "garbage_cifar" / name).write_bytes(b"garbage\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
