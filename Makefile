@@ -16,7 +16,7 @@ VENV_TODAY := .venv-today
 PY_TODAY := $(VENV_TODAY)/bin/python
 STAMP_TODAY := $(VENV_TODAY)/.installed
 # What runs without the reference engines (their tests skip themselves where iNNvestigate is missing).
-TESTS_TODAY := tests/native tests/architectures tests/sanity tests/lstm_svd tests/test_bad_inputs.py
+TESTS_TODAY := tests/native tests/architectures tests/sanity tests/lstm_svd tests/test_bad_inputs.py tests/test_import_graph.py
 
 .PHONY: run test test-slow test-today venv venv-today clean-venv
 

@@ -127,7 +127,8 @@ def _augmenter(recipe: Recipe, seed: int) -> keras.Sequential | None:
     return keras.Sequential(stages) if stages else None
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tf.data.Dataset:
+def shuffled_batches(x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tf.data.Dataset:
+    """The training data as ``recipe`` feeds it: reshuffled every epoch (seeded), batched, augmented."""
     data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     data = data.batch(recipe.batch_size)
     augment = _augmenter(recipe, seed)
@@ -152,7 +153,7 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: 
     if verbose == 1 and not sys.stdout.isatty():
         verbose = 2  # one line per epoch: a progress bar redrawn per batch floods logs and CI output
     # shuffle=False: the dataset shuffles itself (Keras 2 ignores the flag for datasets, Keras 3 warns).
-    return model.fit(_dataset(x, y, recipe, seed), epochs=recipe.epochs, validation_data=validation_data,
+    return model.fit(shuffled_batches(x, y, recipe, seed), epochs=recipe.epochs, validation_data=validation_data,
                      verbose=verbose, callbacks=callbacks, shuffle=False)
 
 

@@ -12,6 +12,8 @@ from keras_xai.reduction import reduce_channels
 # Methods beyond iNNvestigate 2.x register themselves on import (issue 4).
 from keras_xai import contrastive, deeplift, pattern, rect_grad  # noqa: E402,F401  isort: skip
 from keras_xai.pattern import PatternAnalyzer, PatternsNotFittedError  # noqa: E402  isort: skip
+# The innvestigate and deeplift engines (worker processes) register themselves on import.
+from keras_xai import engines  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "create_analyzer", "list_analyzers", "model_wo_softmax", "reduce_channels", "register_engine", "rules",

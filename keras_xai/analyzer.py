@@ -123,6 +123,11 @@ class NativeAnalyzer:
         return f"<NativeAnalyzer {self.name!r} on model {self.model.name!r}{params}, dtype={self.dtype.name}>"
 
     @property
+    def canonical_model(self):
+        """The canonical model the engine runs (:mod:`keras_xai.canonize`): its steps, read-only."""
+        return self._model
+
+    @property
     def layer_names(self) -> list:
         """Names accepted by :meth:`propagate_from` (every layer with an output), forward order."""
         return list(self._model.layer_steps)

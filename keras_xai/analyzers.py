@@ -31,6 +31,7 @@ Flatten and Dropout layers all methods agree to <= 1e-6 relative, most bit for b
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import numbers
@@ -176,13 +177,37 @@ def register(name: str, family: str, engines: tuple = ("native",), reduction: st
             for p in inspect.signature(build).parameters.values()
         }
         description = (inspect.getdoc(build) or "").split("\n")[0]
-        # A worker engine may have declared the name first (keras_xai.api.declare_engine_method).
+        # A worker engine may have declared the name first (declare_engine_method).
         declared = _REGISTRY[name].engines if name in _REGISTRY else ()
         engines_all = tuple(engines) + tuple(e for e in declared if e not in engines)
         _REGISTRY[name] = Method(name, family, build, engines_all, parameters, description, reduction,
                                  analyzer_class)
         return build
     return decorator
+
+
+def declare_engine_method(engine: str, name: str, family: str, parameters: dict | None = None,
+                          description: str = "", **fields) -> None:
+    """Declare that the non-native ``engine`` offers the method ``name`` (for :func:`list_analyzers`).
+
+    A registered name gains ``engine`` in its ``engines``; a new name is registered with the given
+    family, parameters, description (and other ``Method`` fields that exist, e.g. ``reduction``),
+    and the native engine refuses it with an error naming the engines that offer it.
+    """
+    if name in _REGISTRY:
+        method = _REGISTRY[name]
+        if engine not in method.engines:
+            _REGISTRY[name] = dataclasses.replace(method, engines=tuple(method.engines) + (engine,))
+        return
+
+    def build(**params):
+        offered = [e for e in _REGISTRY[name].engines if e != "native"]
+        raise ValueError(f"{name} is not available in the native engine; use "
+                         f"{' or '.join(f'engine={e!r}' for e in offered)}")
+    known = {f.name for f in dataclasses.fields(Method)}
+    extra = {key: value for key, value in fields.items() if key in known}
+    _REGISTRY[name] = Method(name=name, family=family, build=build, engines=(engine,),
+                             parameters=dict(parameters or {}), description=description, **extra)
 
 
 def get_method(name: str) -> Method:

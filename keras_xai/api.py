@@ -6,45 +6,18 @@ from typing import Callable
 from keras_xai.analyzer import NativeAnalyzer
 from keras_xai.analyzers import get_method
 
-#: Engine name -> factory ``(method, model, **params) -> analyzer``. Other engines register here.
 def _native_analyzer(method, model, **params):
     return (method.analyzer_class or NativeAnalyzer)(method, model, **params)
 
 
+#: Engine name -> factory ``(method, model, **params) -> analyzer``. Other engines register here
+#: (:mod:`keras_xai.engines` does on import; nothing here imports it: the dependency goes one way).
 ENGINES: dict = {"native": _native_analyzer}
 
 
 def register_engine(name: str, factory: Callable) -> None:
     """Make ``create_analyzer(..., engine=name)`` use ``factory(method, model, **params)``."""
     ENGINES[name] = factory
-
-
-def declare_engine_method(engine: str, name: str, family: str, parameters: dict | None = None,
-                          description: str = "", **fields) -> None:
-    """Declare that the non-native ``engine`` offers the method ``name`` (for :func:`list_analyzers`).
-
-    A registered name gains ``engine`` in its ``engines``; a new name is registered with the given
-    family, parameters, description (and other ``Method`` fields that exist, e.g. ``reduction``),
-    and the native engine refuses it with an error naming the engines that offer it.
-    """
-    import dataclasses
-    from keras_xai import analyzers
-
-    if name in analyzers._REGISTRY:
-        method = analyzers._REGISTRY[name]
-        if engine not in method.engines:
-            analyzers._REGISTRY[name] = dataclasses.replace(method, engines=tuple(method.engines) + (engine,))
-        return
-
-    def build(**params):
-        offered = [e for e in analyzers._REGISTRY[name].engines if e != "native"]
-        raise ValueError(f"{name} is not available in the native engine; use "
-                         f"{' or '.join(f'engine={e!r}' for e in offered)}")
-    known = {f.name for f in dataclasses.fields(analyzers.Method)}
-    extra = {key: value for key, value in fields.items() if key in known}
-    analyzers._REGISTRY[name] = analyzers.Method(name=name, family=family, build=build, engines=(engine,),
-                                                 parameters=dict(parameters or {}), description=description,
-                                                 **extra)
 
 
 def create_analyzer(name: str, model, engine: str = "native", **params):
@@ -85,7 +58,3 @@ def create_analyzer(name: str, model, engine: str = "native", **params):
         raise ValueError(f"{name} is not available in the {engine} engine; use "
                          f"{' or '.join(f'engine={e!r}' for e in method.engines)}")
     return ENGINES[engine](method, model, **params)
-
-
-# The innvestigate and deeplift engines (worker processes) register themselves on import.
-import keras_xai.engines  # noqa: E402,F401

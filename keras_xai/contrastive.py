@@ -93,10 +93,11 @@ def _z_plus_rules(output_rule=None, input_layer_rule=None) -> tuple:
 
 def _output_layer(analyzer: NativeAnalyzer, method: str):
     """The step flagged as the model's output layer; a clear error if there is none."""
-    steps = analyzer._model.steps
+    canonical = analyzer.canonical_model
+    steps = canonical.steps
     flagged = [s for s in steps if s.output_layer]
     if not flagged:
-        last = steps[analyzer._model.output_index]
+        last = steps[canonical.output_index]
         raise UnsupportedLayerError(
             f"{method} changes the rule of the final Dense/Conv2D layer, but the output of model "
             f"{analyzer.model.name!r} comes from layer {last.describe()} ({last.kind}); the output must be "

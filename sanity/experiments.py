@@ -367,7 +367,7 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
         tracer = ThreadPoolExecutor(max_workers=1)
         try:
             traced = prepare(0)  # while the vectors are drawn
-            injected = _injected_vectors(inputs, positions, injection_layers, shapes, n_vectors, seed)
+            injected = injected_vectors(inputs, positions, injection_layers, shapes, n_vectors, seed)
             pending = []
             for index, (m, spec, group) in enumerate(calls):
                 traced.result()  # a method that cannot propagate fails here, before its call
@@ -414,7 +414,7 @@ def _buffer(array: np.ndarray) -> tuple:
     return array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.str
 
 
-def _injected_vectors(inputs: ExperimentInputs, positions, injection_layers, shapes: dict, n_vectors: int,
+def injected_vectors(inputs: ExperimentInputs, positions, injection_layers, shapes: dict, n_vectors: int,
                       seed: int) -> dict:
     """Layer -> the N(0, I) vectors injected there, (images * vectors, *shape), image-major: drawn
     from ``image_rng(seed, index)`` of each image, in the order of ``injection_layers`` (images in

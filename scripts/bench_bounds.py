@@ -36,10 +36,8 @@ times our own first call, for comparison with the bound.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -60,16 +58,9 @@ TARGETS = {
 }
 
 
-def _bench_engine():
-    """``scripts/bench_engine.py`` as a module: its net, its timers, so both scripts measure alike."""
-    spec = importlib.util.spec_from_file_location("bench_engine", SCRIPTS / "bench_engine.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-#: ``bench_engine.py``, loaded once: its timers and its way of timing a call.
-BENCH = _bench_engine()
+sys.path.insert(0, str(SCRIPTS))  # bench_engine (its net and timers: both scripts measure alike), timing
+import bench_engine  # noqa: E402
+from timing import median_seconds, seconds  # noqa: E402
 
 
 def layer_macs(model) -> dict:
@@ -111,11 +102,6 @@ def work_flops(method: str, macs: dict, batch: int) -> float:
     return 2.0 * batch * rows_per_image * products * inner_macs(macs)
 
 
-def _median_seconds(call, repeats: int) -> float:
-    call()  # warm-up: kernels created, memory allocated
-    return statistics.median(BENCH._seconds(call) for _ in range(repeats))
-
-
 def measure_peak(model, rows: int = 256, repeats: int = 5) -> dict:
     """``{kernel: GFLOP/s}`` for the forward and input-gradient products of every Conv2D and the MatMul
     of every Dense layer of ``model``, on ``rows`` rows (Dense: 16x as many), plus a 2048^3 MatMul."""
@@ -134,7 +120,7 @@ def measure_peak(model, rows: int = 256, repeats: int = 5) -> dict:
         if isinstance(layer, dense):
             x = tf.constant(rng.standard_normal((16 * rows, kernel.shape[0])).astype(np.float32))
             matmul = tf.function(lambda x, k=kernel: tf.matmul(x, k), autograph=False)
-            rates[f"{layer.name} matmul"] = 2 * macs[layer.name] * 16 * rows / _median_seconds(
+            rates[f"{layer.name} matmul"] = 2 * macs[layer.name] * 16 * rows / median_seconds(
                 lambda: matmul(x).numpy(), repeats) / 1e9
             continue
         x = tf.constant(rng.standard_normal((rows, *graph.shape_of(layer.input)[1:])).astype(np.float32))
@@ -145,11 +131,11 @@ def measure_peak(model, rows: int = 256, repeats: int = 5) -> dict:
         backward = tf.function(lambda dy, k=kernel, shape=x.shape: tf.nn.conv2d_transpose(
             dy, k, shape, strides, padding), autograph=False)
         flops = 2 * macs[layer.name] * rows
-        rates[f"{layer.name} forward"] = flops / _median_seconds(lambda: forward(x).numpy(), repeats) / 1e9
-        rates[f"{layer.name} input gradient"] = flops / _median_seconds(lambda: backward(dy).numpy(), repeats) / 1e9
+        rates[f"{layer.name} forward"] = flops / median_seconds(lambda: forward(x).numpy(), repeats) / 1e9
+        rates[f"{layer.name} input gradient"] = flops / median_seconds(lambda: backward(dy).numpy(), repeats) / 1e9
     a = tf.constant(rng.standard_normal((2048, 2048)).astype(np.float32))
     square = tf.function(lambda a: tf.matmul(a, a), autograph=False)
-    rates["2048^3 matmul"] = 2 * 2048 ** 3 / _median_seconds(lambda: square(a).numpy(), repeats) / 1e9
+    rates["2048^3 matmul"] = 2 * 2048 ** 3 / median_seconds(lambda: square(a).numpy(), repeats) / 1e9
     return rates
 
 
@@ -159,8 +145,8 @@ def measure_fixed_cost(bench, model, x, tries: int = 3) -> float:
     costs = []
     for attempt in range(tries + 1):
         gradient = bench.tape_gradient_function(model)  # a new tf.function: traced again
-        first = bench._seconds(lambda: gradient(x))
-        steady = _median_seconds(lambda: gradient(x), 3)
+        first = seconds(lambda: gradient(x))
+        steady = median_seconds(lambda: gradient(x), 3)
         if attempt:
             costs.append(max(0.0, first - steady))
     return min(costs)
@@ -201,7 +187,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPOSITORY))
     import numpy as np
 
-    bench = BENCH
+    bench = bench_engine
     model = bench.build_model(args.seed)
     x = np.random.default_rng(args.seed).uniform(0, 1, (args.batch, 32, 32, 3)).astype(np.float32)
     macs = layer_macs(model)

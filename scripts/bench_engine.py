@@ -36,6 +36,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers, however we are loaded
+from timing import middle, seconds  # noqa: E402
+
 #: Engines in table order; "package" is plain iNNvestigate (not a keras_xai engine).
 ENGINES = ("native", "innvestigate", "deeplift", "package")
 #: Column titles.
@@ -75,16 +78,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.no_innvestigate:
         args.engines = [e for e in args.engines if e not in ("innvestigate", "package")]
     return args
-
-
-def _seconds(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
-def _median(values):
-    return sorted(values)[len(values) // 2] if values else None
 
 
 def _reason(error: BaseException) -> str:
@@ -204,7 +197,7 @@ def start_worker(engine: str) -> float:
     analyzer_class = {"innvestigate": innvestigate_engine.InnvestigateAnalyzer,
                       "deeplift": deeplift_engine.DeepLiftAnalyzer}[engine]
     worker = get_worker(engine, analyzer_class.worker_module)
-    return _seconds(lambda: worker.call({"op": "debug", "action": "pid"}))
+    return seconds(lambda: worker.call({"op": "debug", "action": "pid"}))
 
 
 class EngineTimer:
@@ -226,9 +219,9 @@ class EngineTimer:
         analyzer = keras_xai.create_analyzer(method, self.model, engine=self.engine, **METHOD_PARAMS.get(method, {}))
         created = time.perf_counter() - start
         if hasattr(analyzer, "fit"):  # PatternNet / PatternAttribution learn their patterns first
-            self.fit_seconds[method] = _seconds(lambda: analyzer.fit(self.x))
-        first = created + _seconds(lambda: analyzer.analyze(self.x))
-        return first, lambda: _seconds(lambda: analyzer.analyze(self.x))
+            self.fit_seconds[method] = seconds(lambda: analyzer.fit(self.x))
+        first = created + seconds(lambda: analyzer.analyze(self.x))
+        return first, lambda: seconds(lambda: analyzer.analyze(self.x))
 
 
 def runnable_engines(engines, model) -> list:
@@ -264,9 +257,9 @@ def time_method(method: str, timers: dict, offered: tuple, repeats: int, tape_ca
     for _ in range(repeats):
         for engine, call in calls.items():
             times[engine].append(call())
-        tape.append(_seconds(tape_call))
-    row["steady"] = {engine: _median(values) for engine, values in times.items()}
-    row["tape"] = _median(tape)
+        tape.append(seconds(tape_call))
+    row["steady"] = {engine: middle(values) for engine, values in times.items()}
+    row["tape"] = middle(tape)
     return row
 
 
@@ -359,7 +352,7 @@ def main(argv=None) -> int:
     print(f"appendix-D CIFAR net, batch {args.batch}, median of {args.repeats} interleaved calls "
           f"({args.augmented_repeats} for {' / '.join(AUGMENTED)}); engines: {', '.join(engines)}", flush=True)
     tape_gradient = tape_gradient_function(model)
-    tape_first = _seconds(lambda: tape_gradient(x))
+    tape_first = seconds(lambda: tape_gradient(x))
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         timers = {e: EngineTimer(e, model, x) for e in engines if e != "package"}

@@ -120,7 +120,7 @@ def csc_breakdown(setup, specs, seed: int, n_vectors: int = N_VECTORS) -> dict:
     x = setup.inputs.images[positions]
     shapes = {name: experiments.sample_shape(setup.model, name) for name in setup.injection_layers}
     pool = experiments.AnalyzerPool(setup.model, setup.inputs, "native")
-    injected, draw = _cpu_seconds(lambda: experiments._injected_vectors(
+    injected, draw = _cpu_seconds(lambda: experiments.injected_vectors(
         setup.inputs, positions, setup.injection_layers, shapes, n_vectors, seed))
     shaped = {name: np.broadcast_to(np.float32(0), vectors.shape) for name, vectors in injected.items()}
     parts = {"draw the vectors": draw}

@@ -263,7 +263,7 @@ def train_one(config: Config, seed: int, epochs: int, eval_epochs, x_train, y_tr
                               **({"clipnorm": config.clipnorm} if config.clipnorm > 0 else {}))
         model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"])
-        model.fit(training._dataset(x_train, y_train, recipe, seed), epochs=epochs, verbose=verbose,
+        model.fit(training.shuffled_batches(x_train, y_train, recipe, seed), epochs=epochs, verbose=verbose,
                   callbacks=[evaluator])
     return evaluator.results
 

@@ -56,7 +56,7 @@ def test_bench_engine_build_time_is_first_call_minus_a_steady_call():
 def test_bench_bounds_counts_the_multiply_adds_of_the_net():
     """Hand count of the appendix-D CIFAR net (32x32x3, 'same' 3x3 convolutions, two 2x2 poolings)."""
     script = _load("bench_bounds")
-    bench = script._bench_engine()
+    bench = script.bench_engine
     macs = script.layer_macs(bench.build_model(0))
     assert macs == {"conv1": 32 * 32 * 32 * 27, "conv2": 32 * 32 * 64 * 9 * 32, "conv3": 16 * 16 * 128 * 9 * 64,
                     "conv4": 16 * 16 * 128 * 9 * 128, "fc5": 8192 * 1024, "fc6": 1024 * 10}
@@ -91,7 +91,7 @@ def test_bench_sanity_counts_the_csc_passes_arithmetic():
     up to the highest injection."""
     script = _load("bench_sanity")
     bounds = _load("bench_bounds")
-    model = bounds.BENCH.build_model(0)
+    model = bounds.bench_engine.build_model(0)
     macs = bounds.layer_macs(model)
     below = {"fc6": sum(macs.values()), "conv3": macs["conv1"] + macs["conv2"] + macs["conv3"]}
     flops = script.csc_pass_flops(model, ["fc6", "conv3"], n_images=4, n_vectors=5, macs=macs)
