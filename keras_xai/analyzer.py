@@ -259,10 +259,14 @@ class NativeAnalyzer:
         as ``analyze`` sums the copies before the first linear layers). Keys are layer names (Dropout layers report the
         quantity at their input, which they pass through).
         """
+        return self._relevances_on(self._engine, x, neuron_selection)
+
+    def _relevances_on(self, engine, x, neuron_selection) -> dict:
+        """:meth:`relevances` computed by ``engine`` (another engine over the same canonical model)."""
         x = self._input(x)
         selection = self._selection(x, neuron_selection)
-        values = self._run(self._engine.relevances, x, selection)
-        return self._named(self._engine.reported_steps(), values, x)
+        values = self._run(engine.relevances, x, selection)
+        return self._named(engine.reported_steps(), values, x)
 
     def propagate_from(self, x, layer, relevance) -> dict:
         """Replace the quantity at ``layer``'s output by ``relevance`` and propagate it down.
@@ -308,12 +312,16 @@ class NativeAnalyzer:
         dict
             Layer name -> what :meth:`propagate_from` returns for that injection.
         """
+        return self._propagate_on(self._engine, x, relevances, copy)
+
+    def _propagate_on(self, engine, x, relevances: dict, copy: bool = True) -> dict:
+        """:meth:`propagate_from_layers` computed by ``engine`` (another engine over the same model)."""
         x = self._input(x)
         names, starts, injected, per_sample = self._injections(relevances, len(x))
-        groups = [self._engine.reported_steps(start) for start in starts]
+        groups = [engine.reported_steps(start) for start in starts]
         offsets = np.cumsum([0, *map(len, groups)])
         # Reported steps are in forward order: each group's first entry is the model input's.
-        values = self._run(lambda a, *r: self._engine.inject_many(a, starts, r, per_sample), x, *injected,
+        values = self._run(lambda a, *r: engine.inject_many(a, starts, r, per_sample), x, *injected,
                            input_positions=tuple(offsets[:-1]), copy=copy)
         return {name: self._named(steps, values[begin:end], x, k)
                 for name, steps, begin, end, k in zip(names, groups, offsets[:-1], offsets[1:], per_sample)}

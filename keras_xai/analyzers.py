@@ -41,7 +41,7 @@ from typing import Callable
 from keras_xai import augment
 from keras_xai.graph import is_layer_class
 from keras_xai.rules import (
-    AlphaBetaRule, BoundedRule, DeconvRule, EpsilonRule, FlatRule, GradientRule, GuidedRule,
+    AlphaBetaRule, BoundedRule, DeconvRule, EpsilonRule, FlatRule, GammaRule, GradientRule, GuidedRule,
     PassRule, Rule, WSquareRule, ZPlusFastRule, ZPlusRule, ZRule, rule_from_spec,
 )
 
@@ -371,6 +371,12 @@ def lrp_epsilon(epsilon: float = 1e-7, bias: bool = True, input_layer_rule=None,
 def lrp_epsilon_ignore_bias(epsilon: float = 1e-7, input_layer_rule=None, rules=None) -> Recipe:
     """LRP-epsilon ignoring the bias."""
     return lrp_recipe(EpsilonRule(float(epsilon), False), input_layer_rule=input_layer_rule, rules=rules)
+
+
+@register("lrp.gamma", "lrp")
+def lrp_gamma(gamma: float = 0.25, bias: bool = True, input_layer_rule=None, rules=None) -> Recipe:
+    """LRP-gamma: z-rule on w + gamma * w+ (favours positive contributions; Montavon et al. 2019)."""
+    return lrp_recipe(GammaRule(float(gamma), bool(bias)), input_layer_rule=input_layer_rule, rules=rules)
 
 
 @register("lrp.w_square", "lrp")

@@ -32,7 +32,7 @@ LINEAR_KINDS = ("dense", "conv2d", "batch_norm", "add", "average_pooling", "glob
 #: Kinds that only move values around; every method propagates through them with the gradient.
 STRUCTURAL_KINDS = ("max_pooling", "flatten", "reshape", "zero_padding", "concatenate")
 #: Layers a first-layer rule may look through (they only rearrange the input).
-_SHAPE_ONLY_KINDS = ("flatten", "reshape", "zero_padding")
+SHAPE_ONLY_KINDS = ("flatten", "reshape", "zero_padding")
 
 
 class UnsupportedLayerError(ValueError):
@@ -341,7 +341,7 @@ def canonicalize(graph: ModelGraph, dtype: tf.DType, method: str = "this method"
                 inputs_nonnegative=inputs_nonnegative,
             ))
             nonnegative[index] = _output_nonnegative(kind, operation, inputs_nonnegative)
-            fed_by_input[index] = kind in _SHAPE_ONLY_KINDS and all(fed_by_input[i] for i in inputs)
+            fed_by_input[index] = kind in SHAPE_ONLY_KINDS and all(fed_by_input[i] for i in inputs)
             inputs = (index,)
         node_to_step[node.index] = len(steps) - 1
     final = _output_layer_step(steps, node_to_step[graph.output_index])

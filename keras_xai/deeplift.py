@@ -61,7 +61,6 @@ exact zeros RevealCancel's pseudocount depends on (see :func:`_signed_contributi
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -71,7 +70,7 @@ import tensorflow as tf
 from keras_xai.analyzer import NativeAnalyzer, assign_rules
 from keras_xai.analyzers import SELECTORS, Recipe, register
 from keras_xai.engine import Engine, ReferencePass
-from keras_xai.rules import GradientRule, Rule
+from keras_xai.rules import NO_CONTEXT, GradientRule, Rule
 
 #: deeplift.util.NEAR_ZERO_THRESHOLD: below it a difference counts as zero.
 NEAR_ZERO = 1e-7
@@ -263,7 +262,8 @@ class DeepLiftLinearRule(Rule):
             return "the DeepLIFT linear rule applies to Dense, Conv2D and Add layers"
         return super().unsupported_reason(step)
 
-    def __call__(self, step, inputs, output, relevance, reference):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
+        reference = context.reference
         operation = step.operation
         positive, negative = relevance
 
@@ -315,7 +315,8 @@ class DeepLiftBatchNormRule(Rule):
             return "the DeepLIFT BatchNorm rule applies to BatchNormalization layers"
         return super().unsupported_reason(step)
 
-    def __call__(self, step, inputs, output, relevance, reference):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
+        reference = context.reference
         operation = step.operation
         positive, negative = relevance
 
@@ -354,7 +355,8 @@ class DeepLiftActivationRule(Rule):
             return "the DeepLIFT nonlinear rules apply to activation layers"
         return None
 
-    def __call__(self, step, inputs, output, relevance, reference):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
+        reference = context.reference
         positive, negative = relevance
         if _is_identity(step):
             return [relevance]
@@ -409,32 +411,26 @@ class DeepLiftAnalyzer(NativeAnalyzer):
         super().__init__(method, model, dtype=dtype, **params)
         self._contribution_engine = None
 
-    @contextlib.contextmanager
-    def _contributions_engine(self):
-        """Run the enclosed calls on an engine that reports contributions at every step."""
+    def _contributions_engine(self) -> Engine:
+        """The engine that reports contributions at every step (built on first use)."""
         if self._contribution_engine is None:
             self._contribution_engine = Engine(
                 self._model, assign_rules(self._model, self._recipe, self.name), self._recipe.head, self.dtype,
                 reference_pass=self._recipe.reference_pass.with_report("contributions"))
-        multipliers, self._engine = self._engine, self._contribution_engine
-        try:
-            yield
-        finally:
-            self._engine = multipliers
+        return self._contribution_engine
 
     def contributions(self, x, neuron_selection="max_activation") -> dict:
         """Contributions to the selected output at every layer's output (layer name -> array).
 
         The input's entry equals :meth:`analyze`; ``engine="deeplift"`` has the same method.
         """
-        with self._contributions_engine():
-            return self.relevances(x, neuron_selection)
+        return self._relevances_on(self._contributions_engine(), x, neuron_selection)
 
     def propagate_contributions(self, x, layer, relevance) -> dict:
         """Like :meth:`propagate_from` (both multipliers at ``layer`` set to ``relevance``), but the
         contributions at every layer below (``engine="deeplift"`` has the same method)."""
-        with self._contributions_engine():
-            return self.propagate_from(x, layer, relevance)
+        (result,) = self._propagate_on(self._contributions_engine(), x, {layer: relevance}).values()
+        return result
 
 
 @register("deep_lift.rescale", "deep_lift", reduction="sum", analyzer_class=DeepLiftAnalyzer)

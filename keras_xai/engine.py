@@ -8,47 +8,26 @@ Methods that compare the input with a reference input (DeepLIFT) give the engine
 :class:`ReferencePass`. Then the forward pass runs on the input and the reference in one batch,
 the pass computes a forward state per step (e.g. positive and negative contributions), the
 backward quantity may be a tuple (e.g. positive and negative multipliers; rules that do not declare
-``needs_reference`` are applied to each component), rules declaring ``needs_reference = True`` get a
-:class:`ReferenceContext` as fifth argument, and the pass decides what is reported per step.
+``needs_reference`` are applied to each component), rules declaring ``needs_reference = True`` get
+``context.reference`` (:class:`~keras_xai.rules.ReferenceContext`), and the pass decides what is
+reported per step. Every rule is called the same way: ``rule(step, inputs, output, relevance, context)``.
 Without a reference pass nothing of this runs: the other methods' passes are unchanged.
 """
 from __future__ import annotations
 
 import functools
-import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from keras_xai.canonize import CanonicalModel
-from keras_xai.rules import GradientRule
+from keras_xai.canonize import SHAPE_ONLY_KINDS, CanonicalModel
+from keras_xai.rules import Context, GradientRule, ReferenceContext
 
 #: What the backward pass starts from at the selected output unit k:
 #: "gradient" -> 1 (gradient family), "value" -> y_k (LRP), "relu_value" -> max(0, y_k) (Deep Taylor).
 HEADS = ("gradient", "value", "relu_value")
-
-
-@dataclass(frozen=True)
-class ReferenceContext:
-    """What a rule with ``needs_reference = True`` gets besides ``(step, inputs, output, relevance)``.
-
-    Attributes
-    ----------
-    inputs : list of tf.Tensor
-        The step's inputs computed from the reference input (batch size 1 when all samples share
-        the reference: they broadcast against the inputs).
-    output : tf.Tensor
-        The step's output computed from the reference input.
-    input_states, state
-        The :class:`ReferencePass` forward state of each input and of the step's output.
-    """
-
-    inputs: list
-    output: tf.Tensor
-    input_states: list
-    state: object
 
 
 class ReferencePass:
@@ -87,11 +66,11 @@ def _sum(parts: list):
     return tuple(tf.add_n(list(components)) for components in zip(*parts))
 
 
-def _componentwise(rule, step, inputs, output, relevance: tuple) -> list:
+def _componentwise(rule, step, inputs, output, relevance: tuple, context: Context) -> list:
     """A rule for one tensor applied to each component of a tuple; per input, a tuple again."""
     if len(relevance) == 2 and relevance[0] is relevance[1]:
-        return [(r, r) for r in rule(step, inputs, output, relevance[0])]
-    per_component = [rule(step, inputs, output, r) for r in relevance]
+        return [(r, r) for r in rule(step, inputs, output, relevance[0], context)]
+    per_component = [rule(step, inputs, output, r, context) for r in relevance]
     return [tuple(parts) for parts in zip(*per_component)]
 
 
@@ -218,20 +197,24 @@ class Engine:
             step = self._steps[index]
             inputs = [activations[i] for i in step.inputs]
             rule = self._rules[index]
-            if reference is not None and getattr(rule, "needs_reference", False):
-                references, states = reference
-                context = ReferenceContext([references[i] for i in step.inputs], references[index],
-                                           [states[i] for i in step.inputs], states[index])
-                results = rule(step, inputs, activations[index], total, context)
-            elif isinstance(total, tuple):
-                results = _componentwise(rule, step, inputs, activations[index], total)
-            elif shared and index in shared:
-                results = rule(step, inputs, activations[index], total, shared=shared[index])
+            context = Context(shared=shared.get(index) if shared else None,
+                              reference=self._reference_at(step, reference) if rule.needs_reference else None)
+            if isinstance(total, tuple) and not rule.needs_reference:
+                results = _componentwise(rule, step, inputs, activations[index], total, context)
             else:
-                results = rule(step, inputs, activations[index], total)
+                results = rule(step, inputs, activations[index], total, context)
             for source, part in zip(step.inputs, results):
                 pending.setdefault(source, []).append(part)
         return reached
+
+    @staticmethod
+    def _reference_at(step, reference) -> ReferenceContext | None:
+        """The reference pass's values at ``step`` (None without a reference pass)."""
+        if reference is None:
+            return None
+        references, states = reference
+        return ReferenceContext([references[i] for i in step.inputs], references[step.index],
+                                [states[i] for i in step.inputs], states[step.index])
 
     def _reported(self, activations: dict, reached: dict, candidates, reference=None) -> tuple:
         """Relevance per reported step (zeros where the backward pass never arrived)."""
@@ -332,7 +315,7 @@ class Engine:
                 consumers[source] = consumers.get(source, 0) + 1
         prefix = 0
         for step in self._steps[1:self._output + 1]:  # never past the output step
-            linear_map = step.is_linear or step.kind in ("flatten", "reshape", "zero_padding")
+            linear_map = step.is_linear or step.kind in SHAPE_ONLY_KINDS
             if (step.inputs != (prefix,) or consumers.get(prefix, 0) != 1 or not linear_map
                     or type(self._rules[step.index]) is not GradientRule):
                 break
@@ -451,8 +434,7 @@ class Engine:
         states = {}
         for step in self._steps[1:]:
             rule = self._rules[step.index]
-            # A subclass whose __call__ predates ``shared=`` computes everything itself.
-            if step.index in needed and "shared" in inspect.signature(rule.__call__).parameters:
+            if step.index in needed:
                 state = rule.shared_state(step, [activations[i] for i in step.inputs], activations[step.index])
                 if state is not None:
                     states[step.index] = state

@@ -62,7 +62,7 @@ import tensorflow as tf
 
 from keras_xai.analyzer import NativeAnalyzer
 from keras_xai.analyzers import SELECTORS, Recipe, register
-from keras_xai.rules import GradientRule, Rule
+from keras_xai.rules import NO_CONTEXT, GradientRule, Rule
 from keras_xai.validation import check_batch
 
 #: Estimators :meth:`PatternAnalyzer.fit` offers (iNNvestigate 1.x's ``pattern_type``).
@@ -170,7 +170,7 @@ class PatternRule(Rule):
             return "patterns exist for Dense and Conv2D layers only"
         return None
 
-    def __call__(self, step, inputs, output, relevance):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         kernel = tf.convert_to_tensor(self.store.variables[step.layer.name])
         if self.attribution:
             kernel = kernel * step.operation.parameter("weights", "all")

@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_xai.analyzers import SELECTORS, Recipe, register
-from keras_xai.rules import GradientRule, Rule
+from keras_xai.rules import NO_CONTEXT, GradientRule, Rule
 
 #: Activations RectGrad is defined for (its mask acts on ReLUs; linear ones pass the gradient).
 _RELU_ONLY = ("relu", "linear")
@@ -92,7 +92,7 @@ class RectGradRule(Rule):
             return "RectGradRule only applies to activation layers"
         return None
 
-    def __call__(self, step, inputs, output, relevance):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         if not step.operation.is_relu:
             return step.operation.vjp(inputs, output, relevance)
         importance = output * relevance

@@ -1,11 +1,13 @@
 r"""Propagation rules: map the relevance at a layer's output to its inputs.
 
-A rule is a small object configured by its constructor. Calling it with
-``(step, inputs, output, relevance)`` returns one tensor per input. Rules that compute something from
-the activations alone may offer it as :meth:`Rule.shared_state` and accept it back as ``shared=``
-(computed once per sample when several vectors per sample are propagated). ``step`` gives the layer as an
-operation (``step.operation``, a :class:`~keras_xai.operations.LinearOperation` for the LRP rules)
-and ``step.inputs_nonnegative``; a rule never looks at the graph or the model.
+A rule is a small object configured by its constructor. Every rule has one call shape,
+``rule(step, inputs, output, relevance, context)``, and returns one tensor per input. The
+:class:`Context` carries what the engine knows beyond the step: ``context.shared``, what the rule's
+:meth:`Rule.shared_state` computed from the activations alone (once per sample when several vectors
+per sample are propagated; None otherwise), and ``context.reference``, the reference pass of methods
+that compare with a reference input (DeepLIFT; rules declaring ``needs_reference``). ``step`` gives
+the layer as an operation (``step.operation``, a :class:`~keras_xai.operations.LinearOperation` for the
+LRP rules) and ``step.inputs_nonnegative``; a rule never looks at the graph or the model.
 
 Notation for a linear layer :math:`z_j = \sum_i x_i w_{ij} + b_j` with relevance :math:`R_j` at its
 output, as in Montavon et al. (2019) and iNNvestigate 2.1.2, whose stabilisers these rules copy:
@@ -37,20 +39,57 @@ def _negative_part(x):
     return tf.minimum(x, 0)
 
 
+@dataclass(frozen=True)
+class ReferenceContext:
+    """The reference pass at one step, for rules with ``needs_reference = True`` (DeepLIFT).
+
+    Attributes
+    ----------
+    inputs : list of tf.Tensor
+        The step's inputs computed from the reference input (batch size 1 when all samples share
+        the reference: they broadcast against the inputs).
+    output : tf.Tensor
+        The step's output computed from the reference input.
+    input_states, state
+        The reference pass's forward state (:class:`keras_xai.engine.ReferencePass`) of each input
+        and of the step's output.
+    """
+
+    inputs: list
+    output: tf.Tensor
+    input_states: list
+    state: object
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a rule gets besides ``(step, inputs, output, relevance)`` (see the module docstring)."""
+
+    shared: object = None  # this rule's shared_state for the rows' samples, or None
+    reference: ReferenceContext | None = None  # the reference pass at this step (needs_reference rules)
+
+
+#: The context of a plain call: nothing shared, no reference.
+NO_CONTEXT = Context()
+
+
 class Rule:
-    """Base class. ``needs_linear`` rules only apply to linear steps (Dense, Conv2D, ...)."""
+    """Base class. ``needs_linear`` rules only apply to linear steps (Dense, Conv2D, ...);
+    ``needs_reference`` rules get the whole backward quantity (a tuple for DeepLIFT) and
+    ``context.reference``, the others one tensor (the engine applies them to each component)."""
 
     needs_linear = True
+    needs_reference = False
     #: Weight kinds the rule asks the linear operation for.
     weight_kinds: tuple = ("all",)
 
-    def __call__(self, step, inputs, output, relevance) -> list:
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT) -> list:
         raise NotImplementedError
 
     def shared_state(self, step, inputs, output):
         """What the rule computes from the activations alone, once per sample when several vectors
         are propagated per sample (``propagate_from`` with k vectors); given back to ``__call__`` as
-        ``shared=`` for every vector of the sample. None: nothing to share."""
+        ``context.shared`` for every vector of the sample. None: nothing to share."""
         return None
 
     def unsupported_reason(self, step) -> str | None:
@@ -81,7 +120,7 @@ class ZRule(Rule):
 
     bias: bool = True
 
-    def __call__(self, step, inputs, output, relevance):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         # With the bias, z is the step's output (of a linear step) itself.
         z = output if self.bias else step.operation.forward(inputs, "all", "none")
         return _redistribute(step, inputs, safe_divide(relevance, z))
@@ -107,10 +146,43 @@ class EpsilonRule(Rule):
         if not self.epsilon > 0:
             raise ValueError(f"EpsilonRule: epsilon must be > 0, got {self.epsilon}")
 
-    def __call__(self, step, inputs, output, relevance):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         z = output if self.bias else step.operation.forward(inputs, "all", "none")
         stabilised = tf.where(z >= 0, z + self.epsilon, z - self.epsilon)  # sign(0) = +1
         return _redistribute(step, inputs, relevance / stabilised)
+
+
+@dataclass(frozen=True)
+class GammaRule(Rule):
+    r"""LRP-gamma (Montavon et al. 2019, sec. 10.2.2): the z-rule on weights that favour positive
+    contributions, :math:`w' = w + \gamma w^+` (and :math:`b' = b + \gamma b^+`),
+    :math:`R_i = \sum_j rac{x_i w'_{ij}}{\sum_{i'} x_{i'} w'_{i'j} + b'_j} R_j`. gamma 0 is the
+    z-rule; as gamma grows, the rule tends to z+ on non-negative inputs.
+
+    Parameters
+    ----------
+    gamma : float
+        Weight of the positive part, >= 0 (zennit's default 0.25).
+    bias : bool
+        Include the (modified) bias in the denominator.
+    """
+
+    gamma: float = 0.25
+    bias: bool = True
+    weight_kinds = ("all", "positive")
+
+    def __post_init__(self):
+        if not self.gamma >= 0:
+            raise ValueError(f"GammaRule: gamma must be >= 0, got {self.gamma}")
+
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
+        operation = step.operation
+        plain_bias, positive_bias = ("all", "positive") if self.bias else ("none", "none")
+        z = operation.forward(inputs, "all", plain_bias) + self.gamma * operation.forward(inputs, "positive",
+                                                                                           positive_bias)
+        scaled = safe_divide(relevance, z)
+        plain, positive = operation.transpose(scaled, inputs, "all"), operation.transpose(scaled, inputs, "positive")
+        return [x * (a + self.gamma * p) for x, a, p in zip(inputs, plain, positive)]
 
 
 @dataclass(frozen=True)
@@ -175,7 +247,8 @@ class AlphaBetaRule(Rule):
             return (activating,)
         return activating, self._denominator(step, x_pos, x_neg, "negative", "positive")
 
-    def __call__(self, step, inputs, output, relevance, shared=None):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
+        shared = context.shared
         x_pos, x_neg = self._signed_inputs(step, inputs)
         denominators = shared or (None, None)
         activating = self._part(step, x_pos, x_neg, "positive", "negative", relevance, denominators[0])
@@ -203,7 +276,8 @@ class ZPlusFastRule(Rule):
     def shared_state(self, step, inputs, output):
         return step.operation.forward(inputs, "positive", "none")  # the same for every vector of a sample
 
-    def __call__(self, step, inputs, output, relevance, shared=None):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
+        shared = context.shared
         z = step.operation.forward(inputs, "positive", "none") if shared is None else shared
         return _redistribute(step, inputs, safe_divide(relevance, z), "positive")
 
@@ -216,7 +290,7 @@ class WSquareRule(Rule):
     weight_kinds = ("square",)
     _weights = "square"
 
-    def __call__(self, step, inputs, output, relevance):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         # The denominator does not depend on the data: compute it for one sample and broadcast.
         ones = [tf.ones_like(x[:1]) for x in inputs]
         total = step.operation.forward(ones, self._weights, "none")
@@ -253,7 +327,7 @@ class BoundedRule(Rule):
         if not self.low < self.high:
             raise ValueError(f"BoundedRule: need low < high, got low={self.low}, high={self.high}")
 
-    def __call__(self, step, inputs, output, relevance):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         operation = step.operation
         # The bound terms do not depend on the data: compute them for one sample and broadcast.
         lows = [tf.ones_like(x[:1]) * self.low for x in inputs]
@@ -288,7 +362,8 @@ class GradientRule(Rule):
         # MaxPoolGrad (500 rows of 28x28x64: 78 -> 28 ms).
         return step.operation.argmax(inputs) if step.kind == "max_pooling" else None
 
-    def __call__(self, step, inputs, output, relevance, shared=None):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
+        shared = context.shared
         if shared is not None:
             return step.operation.vjp_from_argmax(inputs, shared, relevance)
         if not self.tape_ops and step.operation.is_linear:
@@ -311,7 +386,7 @@ class ActivationRule(Rule):
 class PassRule(ActivationRule):
     """Identity: relevance passes an elementwise activation unchanged (LRP's treatment of ReLU)."""
 
-    def __call__(self, step, inputs, output, relevance):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         return [relevance]
 
 
@@ -320,7 +395,7 @@ class DeconvRule(ActivationRule):
     r"""Deconvnet (Zeiler & Fergus 2014) at a ReLU: :math:`R_{in} = \max(0, R_{out})`, i.e. the
     ReLU applied to the backward signal instead of the forward mask. Other activations: gradient."""
 
-    def __call__(self, step, inputs, output, relevance):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         if step.operation.is_relu:
             return [tf.nn.relu(relevance)]
         return step.operation.vjp(inputs, output, relevance)
@@ -331,7 +406,7 @@ class GuidedRule(ActivationRule):
     r"""Guided backprop (Springenberg et al. 2015) at a ReLU:
     :math:`R_{in} = [x > 0] \max(0, R_{out})`. Other activations: gradient."""
 
-    def __call__(self, step, inputs, output, relevance):
+    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         if step.operation.is_relu:
             return step.operation.vjp(inputs, output, tf.nn.relu(relevance))
         return step.operation.vjp(inputs, output, relevance)
@@ -349,7 +424,7 @@ def rule_from_spec(spec) -> Rule:
         "WSquare": WSquareRule(), "Flat": FlatRule(), "ZPlus": ZPlusRule(), "ZPlusFast": ZPlusFastRule(),
         "Alpha1Beta0": AlphaBetaRule(1, 0), "Alpha1Beta0IgnoreBias": AlphaBetaRule(1, 0, bias=False),
         "Alpha2Beta1": AlphaBetaRule(2, 1), "Alpha2Beta1IgnoreBias": AlphaBetaRule(2, 1, bias=False),
-        "Gradient": GradientRule(),
+        "Gradient": GradientRule(), "Gamma": GammaRule(),
     }
     if isinstance(spec, str) and spec in named:
         return named[spec]

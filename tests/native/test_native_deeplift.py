@@ -16,7 +16,7 @@ from tensorflow import keras
 import keras_xai
 from keras_xai.deeplift import (DeepLiftActivationRule, DeepLiftBatchNormRule, DeepLiftLinearRule, DeepLiftPass,
                                 StepState, _signed_contributions, _signed_products, split_by_sign)
-from keras_xai.engine import ReferenceContext
+from keras_xai.rules import Context, ReferenceContext
 from native_test_models import cifar_net_logits, randomize
 from numpy_deeplift import NumpyDeepLift, chain_weights, np_linear_rule
 
@@ -160,10 +160,11 @@ def test_linear_step_equals_equation_13(kind, ablation):
     def t(v):
         return tf.constant(v, tf.float64)
     difference = t(x) - t(x0)  # the input's forward state carries it
-    context = ReferenceContext([t(x0)], None, [StepState(*split_by_sign(difference), difference)], None)
+    context = Context(reference=ReferenceContext([t(x0)], None, [StepState(*split_by_sign(difference), difference)],
+                                                 None))
     (got_pos, got_neg), = DeepLiftLinearRule(ablation)(step, [t(x)], None, (t(m_pos), t(m_neg)), context)
     # Another pass's state (no StepState): the rule computes the difference itself.
-    other = ReferenceContext([t(x0)], None, [None], None)
+    other = Context(reference=ReferenceContext([t(x0)], None, [None], None))
     (other_pos, other_neg), = DeepLiftLinearRule(ablation)(step, [t(x)], None, (t(m_pos), t(m_neg)), other)
     np.testing.assert_array_equal(other_pos.numpy(), got_pos.numpy())
     np.testing.assert_array_equal(other_neg.numpy(), got_neg.numpy())
@@ -246,7 +247,7 @@ def test_batch_norm_step_by_hand(ablation):
 
     def t(v):
         return tf.constant(v, tf.float64)
-    context = ReferenceContext([t(x0)], None, [None], None)
+    context = Context(reference=ReferenceContext([t(x0)], None, [None], None))
     (got_pos, got_neg), = DeepLiftBatchNormRule(ablation)(step, [t(x)], None, (t(m_pos), t(m_neg)), context)
     kp, kn = np.maximum(k, 0), np.minimum(k, 0)
     if ablation:
@@ -443,13 +444,14 @@ def test_reveal_cancel_rule_needs_the_contributions_of_a_reveal_cancel_pass():
     after = rescale_pass.state(step, [z], [z0], y, y0, [before])
     assert after.positive is None and after.factor is not None
     with pytest.raises(ValueError, match="layer .*act.*reveal_cancel"):
-        DeepLiftActivationRule("reveal_cancel")(step, [z], y, (m, m), ReferenceContext([z0], y0, [before], after))
+        DeepLiftActivationRule("reveal_cancel")(step, [z], y, (m, m),
+                                                Context(reference=ReferenceContext([z0], y0, [before], after)))
     # With the contributions (a RevealCancel pass), the rule's ratios are the state's.
     rc_pass = DeepLiftPass(0.0, "reveal_cancel")
     positive, negative = split_by_sign(z - z0)
     before = StepState(positive, negative, z - z0)
     after = rc_pass.state(step, [z], [z0], y, y0, [before])
-    (got_pos, got_neg), = DeepLiftActivationRule("reveal_cancel")(step, [z], y, (m, m),
-                                                                  ReferenceContext([z0], y0, [before], after))
+    (got_pos, got_neg), = DeepLiftActivationRule("reveal_cancel")(
+        step, [z], y, (m, m), Context(reference=ReferenceContext([z0], y0, [before], after)))
     np.testing.assert_array_equal(got_pos.numpy(), (after.ratios[0] * m).numpy())
     np.testing.assert_array_equal(got_neg.numpy(), (after.ratios[1] * m).numpy())

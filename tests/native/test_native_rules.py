@@ -39,6 +39,13 @@ def np_epsilon(x, W, b, R, epsilon, bias=True):
     return x * (W @ (R / (z + epsilon * np.where(z >= 0, 1.0, -1.0))))
 
 
+def np_gamma(x, W, b, R, gamma, bias=True):
+    """The z-rule on W + gamma W+ and b + gamma b+."""
+    W_gamma = W + gamma * pos(W)
+    z = x @ W_gamma + ((b + gamma * pos(b)) if bias else 0)
+    return x * (W_gamma @ (R / safe(z)))
+
+
 def np_alpha_beta(x, W, b, R, alpha, beta, bias=True):
     """Per-connection form: (x_i w_ij)^+ over their sum; with bias, both denominators get the
     whole bias b_j = b_j^+ + b_j^- (iNNvestigate's convention)."""
@@ -77,6 +84,8 @@ CASES = {
     "z_ignore_bias": (rules.ZRule(bias=False), lambda *a: np_z(*a, bias=False)),
     "epsilon": (rules.EpsilonRule(0.5), lambda *a: np_epsilon(*a, 0.5)),
     "epsilon_ignore_bias": (rules.EpsilonRule(0.5, bias=False), lambda *a: np_epsilon(*a, 0.5, bias=False)),
+    "gamma": (rules.GammaRule(0.25), lambda *a: np_gamma(*a, 0.25)),
+    "gamma_large_ignore_bias": (rules.GammaRule(4.0, bias=False), lambda *a: np_gamma(*a, 4.0, bias=False)),
     "alpha1_beta0": (rules.AlphaBetaRule(1, 0), lambda *a: np_alpha_beta(*a, 1, 0)),
     "alpha2_beta1": (rules.AlphaBetaRule(2, 1), lambda *a: np_alpha_beta(*a, 2, 1)),
     "alpha2_beta1_ignore_bias": (rules.AlphaBetaRule(2, 1, bias=False), lambda *a: np_alpha_beta(*a, 2, 1, bias=False)),
@@ -168,6 +177,24 @@ def test_rule_matches_numpy_equation(case, layer):
         np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12, err_msg=f"{case} {layer} seed {seed}")
 
 
+def test_lrp_gamma_is_a_named_method_and_gamma_0_is_the_z_rule():
+    rng = np.random.default_rng(3)
+    model, W, b = dense_layer_model(rng)
+    x = rng.normal(size=(3, 5))
+    gamma = keras_xai.create_analyzer("lrp.gamma", model, gamma=0.5, dtype="float64")
+    logits = x @ W + b
+    selected = np.argmax(logits, axis=1)
+    R = np.zeros_like(logits)
+    R[np.arange(3), selected] = logits[np.arange(3), selected]  # LRP starts from the selected logit
+    expected = np.stack([np_gamma(xi, W, b, Ri, 0.5) for xi, Ri in zip(x, R)])
+    np.testing.assert_allclose(gamma.analyze(x), expected, rtol=1e-9, atol=1e-12)
+    as_z = keras_xai.create_analyzer("lrp.gamma", model, gamma=0, dtype="float64").analyze(x)
+    np.testing.assert_allclose(as_z, keras_xai.create_analyzer("lrp.z", model, dtype="float64").analyze(x),
+                               rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        keras_xai.create_analyzer("lrp.gamma", model, gamma=-1)
+
+
 @pytest.mark.parametrize("layer", list(LAYERS))
 def test_z_rule_without_bias_conserves_relevance(layer):
     model = LAYERS[layer](np.random.default_rng(0))[0]
@@ -180,7 +207,7 @@ def test_z_rule_without_bias_conserves_relevance(layer):
         np.testing.assert_allclose(ours.reshape(2, -1).sum(1), R.sum(1), rtol=1e-9)
 
 
-@pytest.mark.parametrize("case", ["alpha1_beta0", "alpha2_beta1", "z_plus", "w_square", "flat"])
+@pytest.mark.parametrize("case", ["alpha1_beta0", "alpha2_beta1", "z_plus", "w_square", "flat", "gamma"])
 def test_bias_free_rules_conserve_relevance(case):
     rule, _ = CASES[case]
     rng = np.random.default_rng(5)
@@ -336,7 +363,8 @@ def test_max_pooling_from_shared_maxima_equals_max_pool_grad(pool, strides, padd
 
     def routed(x, cotangent):
         shared = tf.gather(rules.GradientRule().shared_state(step, [x], output), rows)
-        return rules.GradientRule()(step, [tf.gather(x, rows)], tf.gather(output, rows), cotangent, shared=shared)[0]
+        return rules.GradientRule()(step, [tf.gather(x, rows)], tf.gather(output, rows), cotangent,
+                                    rules.Context(shared=shared))[0]
     np.testing.assert_array_equal(routed(x, cotangent).numpy(), expected.numpy())
     np.testing.assert_array_equal(tf.function(routed)(x, cotangent).numpy(), expected.numpy())  # compiled
     assert rules.GradientRule().shared_state(type("Step", (), {"kind": "activation"})(), [x], output) is None
