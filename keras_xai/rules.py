@@ -156,8 +156,10 @@ class EpsilonRule(Rule):
 class GammaRule(Rule):
     r"""LRP-gamma (Montavon et al. 2019, sec. 10.2.2): the z-rule on weights that favour positive
     contributions, :math:`w' = w + \gamma w^+` (and :math:`b' = b + \gamma b^+`),
-    :math:`R_i = \sum_j rac{x_i w'_{ij}}{\sum_{i'} x_{i'} w'_{i'j} + b'_j} R_j`. gamma 0 is the
-    z-rule; as gamma grows, the rule tends to z+ on non-negative inputs.
+    :math:`R_i = \sum_j \frac{x_i w'_{ij}}{\sum_{i'} x_{i'} w'_{i'j} + b'_j} R_j`. gamma 0 is the
+    z-rule; as gamma grows, the rule tends to z+ on non-negative inputs. It favours positive
+    contributions only where inputs are non-negative (after ReLUs); on signed inputs (a first layer)
+    :math:`\gamma w^+` also amplifies the negative contributions :math:`x_i w_{ij}^+` with :math:`x_i < 0`.
 
     Parameters
     ----------

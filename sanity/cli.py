@@ -293,6 +293,8 @@ def parse(argv=None) -> argparse.Namespace:
             if not all(c < n_classes for c in args.classes):
                 parser.error(f"--classes {','.join(map(str, args.classes))}: {args.model} has classes 0 .. "
                              f"{n_classes - 1}")
+        if args.dataset == "imagenet" and args.data_dir is None:
+            parser.error("--dataset imagenet needs --data-dir (a folder of ImageNet validation images)")
         if args.model == "cifar_net" and args.weights == "imagenet":
             parser.error("--weights imagenet is for vgg16/resnet50; cifar_net takes a weights file")
     return args

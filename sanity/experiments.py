@@ -118,8 +118,9 @@ def _key(name, model, inputs, specs, seed, engine, batch_size, **extra) -> dict:
            "model": {"name": model.name, "architecture": run_key.architecture_digest(model),
                      "weights": run_key.weights_digest(model), "n_parameters": int(model.count_params())},
            "images": [[int(index), record] for index, record in zip(inputs.indices, _records(inputs))],
-           "methods": [(s.label, s.analyzer, s.parameters(inputs.input_range)) for s in specs],
-           "engine": engine, "seed": int(seed), "input_range": list(map(float, inputs.input_range)),
+           "methods": [(s.label, s.analyzer, s.parameters(inputs.input_range), s.reduction, list(s.ssim_percentiles))
+                       for s in specs],
+           "engine": engine, "engine_version": run_key.engine_version(engine), "seed": int(seed), "input_range": list(map(float, inputs.input_range)),
            "batch_size": int(batch_size), "numerics": run_key.numerics(model), **extra}
     if any(spec.needs_fit for spec in specs):
         key["patterns"] = {"given": inputs.given_patterns.get(key["model"]["weights"]),
@@ -137,23 +138,22 @@ def _run(results, inputs, compute: Callable, progress: bool, description: str) -
     Images are computed in fixed chunks of ``results.batch_size`` consecutive positions: an image is
     always computed with the same companions, whether the run is fresh or resumed (a chunk with any
     image missing is computed whole; TF's kernels give last-bit differences between batch sizes)."""
-    indices = [int(i) for i in inputs.indices]
-    records = _records(inputs)
-    arrays = [results.load(index, record) for index, record in zip(indices, records)]
-    size = results.batch_size
-    chunks = [range(start, min(start + size, len(indices))) for start in range(0, len(indices), size)]
-    pending = [chunk for chunk in chunks if any(arrays[p] is None for p in chunk)]
-    bar = tqdm(total=len(indices), initial=len(indices) - sum(len(c) for c in pending), desc=description,
-               unit="image", disable=not progress)
-    try:
-        for chunk in pending:
-            for position, computed in zip(chunk, compute(np.asarray(chunk))):
-                if arrays[position] is None:
-                    results.save(indices[position], records[position], computed)
-                    arrays[position] = {name: np.asarray(value) for name, value in computed.items()}
-            bar.update(len(chunk))
+    try:  # the folder's lock is released whatever happens (refused files, errors, Ctrl-C)
+        indices = [int(i) for i in inputs.indices]
+        records = _records(inputs)
+        arrays = [results.load(index, record) for index, record in zip(indices, records)]
+        size = results.batch_size
+        chunks = [range(start, min(start + size, len(indices))) for start in range(0, len(indices), size)]
+        pending = [chunk for chunk in chunks if any(arrays[p] is None for p in chunk)]
+        with tqdm(total=len(indices), initial=len(indices) - sum(len(c) for c in pending), desc=description,
+                  unit="image", disable=not progress) as bar:
+            for chunk in pending:
+                for position, computed in zip(chunk, compute(np.asarray(chunk))):
+                    if arrays[position] is None:
+                        results.save(indices[position], records[position], computed)
+                        arrays[position] = {name: np.asarray(value) for name, value in computed.items()}
+                bar.update(len(chunk))
     finally:
-        bar.close()
         results.close()
     return arrays
 

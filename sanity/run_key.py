@@ -9,6 +9,7 @@ and NumPy versions, device kind). :func:`differences` says in words what changed
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 
 import numpy as np
@@ -54,6 +55,17 @@ def numerics(model) -> dict:
     gpus = tf.config.list_logical_devices("GPU")
     return {"tensorflow": tf.__version__, "keras": graph.keras_of(model).__version__, "numpy": np.__version__,
             "device": f"{len(gpus)} GPU" if gpus else "CPU"}
+
+
+def engine_version(engine: str) -> str | None:
+    """The installed version of a reference engine's package (its worker runs this installation)."""
+    package = {"innvestigate": "innvestigate", "deeplift": "deeplift"}.get(engine)
+    if package is None:
+        return None
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def canonical(settings: dict) -> dict:

@@ -8,7 +8,8 @@ done. Each file records the key's hash, its image index and the image's record (
 - A rerun with another key is refused, naming what differs (weights, images, methods, ...): use
   another folder, or ``overwrite=True`` (``--overwrite``) to delete the old results and recompute.
   Only the batch size is taken over from the stored run, with a message: results depend on it in
-  the last bits, and keeping it is what makes a resumed run equal an uninterrupted one.
+  the last bits, and keeping it is what makes a resumed run equal an uninterrupted one (with
+  ``overwrite``, the asked batch size wins and the results are recomputed).
 - One run at a time: the folder is locked (:class:`architectures.run_lock.RunLock`) while open.
 - A file holding another image, another run's results, or a directory in a file's place is refused
   the same way; an unreadable file is reported and recomputed.
@@ -95,10 +96,13 @@ class ImageResults:
             problems = [f"{len(stored_files)} result files without {MANIFEST} (an earlier version of this project)"]
         else:
             problems = differences({**stored, "batch_size": self.key["batch_size"]}, self.key)
-            if not problems and stored.get("batch_size") != self.key["batch_size"]:
+            other_batch_size = stored.get("batch_size") != self.key["batch_size"]
+            if other_batch_size and self.overwrite:
+                problems.append(f"batch_size: {stored.get('batch_size')} -> {self.key['batch_size']}")
+            elif other_batch_size and not problems:
                 self.log(f"resuming {self.folder} with its batch size {stored.get('batch_size')} (asked: "
                          f"{self.key['batch_size']}): results differ in the last bits between batch sizes; use "
-                         "another --out or --overwrite to change it")
+                         "another --out, or --overwrite to recompute with the asked one")
                 self.key["batch_size"] = stored["batch_size"]
         if problems and not self.overwrite:
             raise StoredResultsError(f"{self.folder} holds results of other settings ({'; '.join(problems)}); use "

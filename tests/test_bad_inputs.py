@@ -136,6 +136,8 @@ CASES = [
     ("sanity-model-unknown", "sanity", [*SANITY, "--model", "vgg19"], 2, "--model: invalid choice: 'vgg19'"),
     ("sanity-model-and-dataset", "sanity", [*SANITY, "--model", "vgg16", "--dataset", "mnist"], 2,
      "--model vgg16 runs on --dataset samples or imagenet, not mnist"),
+    ("sanity-imagenet-without-data-dir", "sanity", [*SANITY, "--model", "vgg16", "--dataset", "imagenet"], 2,
+     "--dataset imagenet needs --data-dir"),
     ("sanity-imagenet-weights-on-cifar-net", "sanity", [*SANITY, "--weights", "imagenet"], 2,
      "--weights imagenet is for vgg16/resnet50"),
     ("sanity-weights-missing", "sanity", [*SANITY, "--weights", "{tmp}/missing.h5"], 2,

@@ -143,6 +143,30 @@ def test_a_swapped_file_or_a_directory_in_its_place_is_refused(model, tmp_path):
         run(model, make_inputs(), tmp_path)
 
 
+def test_a_refused_file_leaves_the_folder_unlocked(model, tmp_path):
+    run(model, make_inputs(), tmp_path)
+    folder = tmp_path / "random_logit"
+    shutil.copy(folder / "000101.npz", folder / "000102.npz")
+    with pytest.raises(StoredResultsError) as refused:  # the traceback keeps the run's objects alive
+        run(model, make_inputs(), tmp_path)
+    messages = []
+    with RunLock(folder, log=messages.append):
+        assert messages == []  # released on the error path, not left behind as a stale lock
+    assert refused.value
+
+
+def test_overwrite_applies_another_batch_size(model, tmp_path):
+    import json
+
+    run(model, make_inputs(), tmp_path, chunk_size=3)
+    messages = []
+    run(model, make_inputs(), tmp_path, chunk_size=2, overwrite=True, log=messages.append)
+    assert json.loads((tmp_path / "random_logit" / "run.json").read_text())["key"]["batch_size"] == 2
+    assert any("batch_size: 3 -> 2" in message for message in messages)
+    run(model, make_inputs(), tmp_path / "fresh", chunk_size=2)
+    same_files(tmp_path / "random_logit", tmp_path / "fresh" / "random_logit")
+
+
 def test_a_damaged_run_record_is_refused_unless_overwritten(model, tmp_path):
     damaged, fresh = tmp_path / "damaged", tmp_path / "fresh"
     run(model, make_inputs(), damaged)
