@@ -61,7 +61,7 @@ from deeplift.conversion import kerasapi_conversion as kc  # noqa: E402
 from deeplift.layers.core import NonlinearMxtsMode  # noqa: E402
 
 from keras_xai.engines import deeplift_layers as extra  # noqa: E402
-from keras_xai.engines.worker import RemoteError, run_worker, session_config  # noqa: E402
+from keras_xai.engines.worker_child import RemoteError, run_worker, session_config  # noqa: E402
 
 extra.patch_max_pooling_contribs()
 

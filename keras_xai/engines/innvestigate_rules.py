@@ -126,7 +126,7 @@ def add_mapping(rule):
         inputs = ibackend.to_list(layer.input)
         shapes = {tuple(x.shape.as_list()[1:]) for x in inputs}
         if len(shapes) != 1:
-            from keras_xai.engines.worker import RemoteError
+            from keras_xai.engines.worker_child import RemoteError
             raise RemoteError("UnsupportedLayerError",
                               f"layer {layer.name!r} (Add) adds tensors of different shapes {sorted(shapes)}; "
                               "the residual rules need equally shaped inputs (use residual_rules=False)")
@@ -154,7 +154,7 @@ def batch_norm_mapping(rule):
         axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
         rank = len(layer.input.shape)
         if [a % rank for a in axis] != [rank - 1]:
-            from keras_xai.engines.worker import RemoteError
+            from keras_xai.engines.worker_child import RemoteError
             raise RemoteError("UnsupportedLayerError",
                               f"layer {layer.name!r} (BatchNormalization) normalises axis {list(axis)}; "
                               "the residual rules handle the last (channel) axis only (use residual_rules=False)")

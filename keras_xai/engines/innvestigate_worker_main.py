@@ -28,7 +28,7 @@ from innvestigate.analyzer.reverse_base import ReverseAnalyzerBase  # noqa: E402
 
 from keras_xai import graph as keras_graph  # noqa: E402
 from keras_xai.engines import innvestigate_rules as extra  # noqa: E402
-from keras_xai.engines.worker import RemoteError, run_worker, session_config  # noqa: E402
+from keras_xai.engines.worker_child import RemoteError, run_worker, session_config  # noqa: E402
 
 keras = tf.keras
 K = tf.compat.v1.keras.backend

@@ -1,4 +1,4 @@
-"""Worker processes for the engines that need TensorFlow's graph mode.
+"""Starting and calling the worker processes of the engines that need TensorFlow's graph mode.
 
 iNNvestigate 2.1.2 and deeplift 0.6.13 need ``tf.compat.v1.disable_eager_execution()``, which is
 process-wide and would break the caller's eager code (and the native engine). Each of these engines
@@ -11,7 +11,10 @@ therefore runs its package in one child process per engine, which this module ma
   with the tail of its output; the next call starts a fresh worker. The caller never goes down
   with it: nothing of the packages is imported into the caller.
 
-The child side is :func:`serve`, called by the engines' ``*_worker_main`` modules.
+This module is the caller (parent) side: starting a worker, calling it, and turning its failures
+into the errors above. The child side, the request loop run inside the worker process
+(:func:`~keras_xai.engines.worker_child.serve`, :func:`~keras_xai.engines.worker_child.run_worker`,
+called by the engines' ``*_worker_main`` modules), is :mod:`keras_xai.engines.worker_child`.
 """
 from __future__ import annotations
 
@@ -26,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
 from multiprocessing.connection import Connection
 
@@ -58,8 +60,6 @@ class WorkerCallError(EngineError):
 class _NotReceived(Exception):
     """The worker died before it read the request (so sending it to a new worker is safe)."""
 
-
-# --- caller side -----------------------------------------------------------------------------
 
 def _exchange_root() -> str:
     return os.environ.get("KERAS_XAI_WORKER_TMPDIR") or tempfile.gettempdir()
@@ -98,7 +98,8 @@ class Worker:
     name : str
         Engine name, for messages ("innvestigate", "deeplift").
     module : str
-        Module run as ``python -m module``; it calls :func:`run_worker`.
+        Module run as ``python -m module``; it calls
+        :func:`keras_xai.engines.worker_child.run_worker`.
     """
 
     def __init__(self, name: str, module: str):
@@ -391,133 +392,3 @@ def shutdown_workers() -> None:
         _WORKERS.clear()
     for worker in workers:
         worker.close()
-
-
-# --- worker side -----------------------------------------------------------------------------
-
-class RemoteError(Exception):
-    """Raised inside a worker to send a specific error type name to the caller."""
-
-    def __init__(self, error_type: str, message: str):
-        super().__init__(message)
-        self.error_type = error_type
-
-
-def _orphaned(caller: int, wait: float = 5.0) -> bool:
-    """Whether the caller process has died (this process was handed to another parent). A dying
-    process closes its files before its children are re-parented, so the pipe's end can come
-    first: wait a little for the re-parenting."""
-    deadline = time.monotonic() + wait
-    while os.getppid() == caller:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def serve(handle) -> None:
-    """The worker's main loop: ``handle(request) -> (reply dict, {key: array})`` for each request.
-
-    Called by the ``*_worker_main`` modules with the two pipe descriptors in ``sys.argv``.
-    Anything the packages print goes to the caller's log of worker output, never into the pipes.
-    """
-    request_fd, reply_fd = int(sys.argv[1]), int(sys.argv[2])
-    directory = sys.argv[3] if len(sys.argv) > 3 else None
-    caller = os.getppid()
-    receive = Connection(request_fd, writable=False)
-    send = Connection(reply_fd, readable=False)
-    while True:
-        try:
-            request = receive.recv()
-        except (EOFError, OSError):
-            # The caller closed the pipe. If it died without cleaning up (SIGTERM, SIGKILL: no
-            # atexit), its exchange folder is ours to delete.
-            if directory and _orphaned(caller):
-                shutil.rmtree(directory, ignore_errors=True)
-            break
-        if request.get("op") == "exit":
-            break
-        try:
-            send.send({"received": True})  # the caller may resend a request the worker never got
-        except (BrokenPipeError, OSError):
-            break
-        try:
-            reply, arrays = handle(request)
-            files = {}
-            for key, value in arrays.items():
-                path = f"{request['reply_prefix']}{key}.npy"
-                np.save(path, np.ascontiguousarray(value))
-                files[key] = path
-            reply = dict(reply, ok=True, arrays=files)
-        except BaseException as error:  # everything goes back to the caller, the loop goes on
-            if isinstance(error, (KeyboardInterrupt, SystemExit)):
-                raise
-            reply = {"ok": False, "error_type": getattr(error, "error_type", type(error).__name__),
-                     "message": str(error), "traceback": traceback.format_exc()}
-        try:
-            send.send(reply)
-        except (BrokenPipeError, OSError):
-            break
-
-
-def debug_request(request: dict):
-    """Requests every worker understands, for tests of the process handling:
-    ``{"op": "debug", "action": "sleep" | "exit" | "raise" | "pid", ...}``."""
-    action = request.get("action")
-    if action == "sleep":
-        time.sleep(float(request.get("seconds", 3600)))
-    elif action == "exit":
-        print(request.get("message", "worker exiting on request"), file=sys.stderr, flush=True)
-        os._exit(int(request.get("code", 3)))
-    elif action == "raise":
-        raise RuntimeError(request.get("message", "requested failure"))
-    return {"pid": os.getpid()}, {}
-
-
-def session_config():
-    """Options of the workers' TF1 sessions: Grappler off. Measured on the appendix-D net, batch 64:
-    iNNvestigate's first calls took 2-3 s instead of 2.4-5.4 s (steady state the same or up to 10%
-    faster), deeplift's first run 2 s instead of 9 s (its graphs are large)."""
-    import tensorflow as tf
-    config = tf.compat.v1.ConfigProto()
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
-    return config
-
-
-class ContextServer:
-    """The ``handle`` of a worker that keeps one context per caller-side analyzer.
-
-    ``make_context(spec)`` builds the context of a new analyzer id (graph, session, model); it is
-    kept until the caller releases the id, then its ``close()`` is called. A request goes to
-    ``context.handle(request, arrays)`` with its ``.npy`` files loaded.
-    """
-
-    def __init__(self, make_context):
-        self.make_context = make_context
-        self.contexts = {}
-
-    def __call__(self, request: dict):
-        for key in request.get("release", ()):
-            context = self.contexts.pop(key, None)
-            if context is not None:
-                context.close()
-        if request["op"] == "debug":
-            return debug_request(request)
-        spec = request["spec"]
-        context = self.contexts.get(spec["id"])
-        if context is None:
-            context = self.contexts[spec["id"]] = self.make_context(spec)
-        arrays = {key: np.load(path) for key, path in request["arrays"].items()}
-        return context.handle(request, arrays)
-
-
-def run_worker(make_context, setup=None) -> None:
-    """Entry point of a ``*_worker_main`` module: ``setup()``, then serve a :class:`ContextServer`;
-    an error outside a request is printed (the caller shows it) and ends the process."""
-    try:
-        if setup is not None:
-            setup()
-        serve(ContextServer(make_context))
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
