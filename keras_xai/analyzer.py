@@ -12,10 +12,11 @@ import numpy as np
 
 from keras_xai.analyzers import Method, Recipe
 from keras_xai.canonize import (
-    STRUCTURAL_KINDS, CanonicalModel, UnsupportedLayerError, canonicalize, check_spatial_sizes, ends_in_softmax,
+    CanonicalModel, UnsupportedLayerError, canonicalize, check_spatial_sizes, ends_in_softmax,
 )
 from keras_xai.engine import Engine
 from keras_xai.graph import read_model
+from keras_xai.kinds import Kind
 from keras_xai.rules import GradientRule
 from keras_xai.validation import (
     check_batch, check_injected, compute_dtype, injections, neuron_indices, output_units,
@@ -60,10 +61,10 @@ def assign_rules(model: CanonicalModel, recipe: Recipe, method: str) -> list:
     """
     rules = [None]
     for step in model.steps[1:]:
-        if step.kind in STRUCTURAL_KINDS:
+        if step.kind.is_structural:
             rules.append(GradientRule())
             continue
-        if step.kind == "activation" and recipe.activations is not None \
+        if step.kind is Kind.ACTIVATION and recipe.activations is not None \
                 and step.operation.name not in recipe.activations:
             raise UnsupportedLayerError(
                 f"layer {step.describe()} uses the {step.operation.name!r} activation; {method} is only "

@@ -40,6 +40,7 @@ from typing import Callable
 
 from keras_xai import augment
 from keras_xai.graph import is_layer_class
+from keras_xai.kinds import Kind
 from keras_xai.rules import (
     AlphaBetaRule, BoundedRule, DeconvRule, EpsilonRule, FlatRule, GammaRule, GradientRule, GuidedRule,
     PassRule, Rule, WSquareRule, ZPlusFastRule, ZPlusRule, ZRule, rule_from_spec,
@@ -48,21 +49,21 @@ from keras_xai.rules import (
 
 # --- layer selectors -------------------------------------------------------------------------
 
-def _kind_is(*kinds):
-    return lambda step: step.kind in kinds
+def _kind_is(kind):
+    return lambda step: step.kind is kind
 
 
 #: Named selectors usable in ``rules=[(name, rule), ...]``.
 SELECTORS: dict = {
     "any": lambda step: True,
-    "dense": _kind_is("dense"),
-    "conv": _kind_is("conv2d"),
-    "conv2d": _kind_is("conv2d"),
-    "kernel": _kind_is("dense", "conv2d"),
-    "batch_norm": _kind_is("batch_norm"),
-    "add": _kind_is("add"),
-    "average_pooling": _kind_is("average_pooling", "global_average_pooling"),
-    "activation": _kind_is("activation"),
+    "dense": _kind_is(Kind.DENSE),
+    "conv": _kind_is(Kind.CONV2D),
+    "conv2d": _kind_is(Kind.CONV2D),
+    "kernel": lambda step: step.kind.has_kernel,
+    "batch_norm": _kind_is(Kind.BATCH_NORM),
+    "add": _kind_is(Kind.ADD),
+    "average_pooling": lambda step: step.kind.is_average_pooling,
+    "activation": _kind_is(Kind.ACTIVATION),
     "fused_activation": lambda step: step.is_fused_activation,
     "first_layer": lambda step: step.first_layer,
     # The Dense/Conv2D layer computing the model output (the "final fc" of contrastive EB).

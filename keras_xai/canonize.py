@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras_xai import graph as keras_graph
 from keras_xai import operations as ops
 from keras_xai.graph import ModelGraph, Node
+from keras_xai.kinds import Kind
 
 #: Keras layer types the native engine supports (Dropout and InputLayer are handled by the graph).
 SUPPORTED_LAYER_TYPES = (
@@ -26,13 +27,6 @@ SUPPORTED_LAYER_TYPES = (
     "GlobalAveragePooling2D", "ZeroPadding2D", "Flatten", "Reshape", "Dropout", "BatchNormalization",
     "Add", "Concatenate",
 )
-
-#: Kinds whose step is a :class:`~keras_xai.operations.LinearOperation`.
-LINEAR_KINDS = ("dense", "conv2d", "batch_norm", "add", "average_pooling", "global_average_pooling")
-#: Kinds that only move values around; every method propagates through them with the gradient.
-STRUCTURAL_KINDS = ("max_pooling", "flatten", "reshape", "zero_padding", "concatenate")
-#: Layers a first-layer rule may look through (they only rearrange the input).
-SHAPE_ONLY_KINDS = ("flatten", "reshape", "zero_padding")
 
 
 class UnsupportedLayerError(ValueError):
@@ -49,10 +43,11 @@ class Step:
         Position in the step list (0 is the model input).
     name : str
         Layer name; the linear half of a layer with a fused activation is ``"<name>/linear"``.
-    layer : keras.layers.Layer
-        The Keras layer this step comes from (Keras 2 or Keras 3).
-    kind : str
-        "input", one of :data:`LINEAR_KINDS`, one of :data:`STRUCTURAL_KINDS`, or "activation".
+    layer : keras.layers.Layer or None
+        The Keras layer this step comes from (Keras 2 or Keras 3); None for a step made by hand,
+        e.g. to test a rule on one operation.
+    kind : Kind
+        What the operation is; its families (linear, structural, ...) are properties of the kind.
     operation : keras_xai.operations.Operation or None
         The pure TF operation (None for the input).
     inputs : tuple of int
@@ -66,7 +61,7 @@ class Step:
         (where an ``input_layer_rule`` applies).
     inputs_nonnegative : tuple of bool
         For each input, whether it is provably >= 0 (it comes from a ReLU); rules use it to skip
-        work on the (then all-zero) negative part.
+        work on the (then all-zero) negative part. Default: False for every input.
     output_layer : bool
         True for the Dense/Conv2D step whose output is the model output, up to Flatten/Reshape
         and linear activations (the "final fc" of contrastive Excitation Backprop).
@@ -75,7 +70,7 @@ class Step:
     index: int
     name: str
     layer: object
-    kind: str
+    kind: Kind
     operation: ops.Operation | None
     inputs: tuple
     output_shape: tuple
@@ -86,14 +81,20 @@ class Step:
 
     @property
     def is_linear(self) -> bool:
-        return self.kind in LINEAR_KINDS
+        return self.kind.is_linear
 
     @property
     def is_fused_activation(self) -> bool:
-        return self.kind == "activation" and self.operation.fused
+        return self.kind is Kind.ACTIVATION and self.operation.fused
+
+    def __post_init__(self):
+        if not self.inputs_nonnegative:  # a step made by hand (a rule's test): nothing known
+            object.__setattr__(self, "inputs_nonnegative", (False,) * len(self.inputs))
 
     def describe(self) -> str:
-        """``'conv1' (Conv2D)``, for error messages."""
+        """``'conv1' (Conv2D)``, for error messages (a step made without a layer: its name and kind)."""
+        if self.layer is None:
+            return f"{self.name!r} ({self.kind})"
         return f"{self.layer.name!r} ({type(self.layer).__name__})"
 
 
@@ -229,36 +230,36 @@ def _layer_operations(node: Node, graph: ModelGraph, dtype, method: str) -> tupl
     """``(kind, operation)`` or, for a fused activation, two such pairs."""
     layer, L = node.layer, graph.layers
     if isinstance(layer, L.Dense):
-        linear = ("dense", ops.DenseOperation(layer.kernel, layer.bias, dtype))
+        linear = (Kind.DENSE, ops.DenseOperation(layer.kernel, layer.bias, dtype))
     elif isinstance(layer, L.Conv2D) and type(layer) is L.Conv2D:
         if layer.data_format != "channels_last" or layer.groups != 1:
             raise _unsupported(layer, "only channels_last convolutions with groups=1", method)
-        linear = ("conv2d", ops.Conv2DOperation(
+        linear = (Kind.CONV2D, ops.Conv2DOperation(
             layer.kernel, layer.bias, layer.strides, layer.padding, layer.dilation_rate, dtype))
     elif isinstance(layer, L.BatchNormalization):
         rank = len(graph.nodes[node.inputs[0]].output_shape)
-        return (("batch_norm", _batch_norm_operation(layer, rank, dtype, method)),)
+        return ((Kind.BATCH_NORM, _batch_norm_operation(layer, rank, dtype, method)),)
     elif isinstance(layer, L.Add):
-        return (("add", ops.SumOperation()),)
+        return ((Kind.ADD, ops.SumOperation()),)
     elif isinstance(layer, L.AveragePooling2D):
-        return (("average_pooling", ops.AveragePoolingOperation(layer.pool_size, layer.strides, layer.padding)),)
+        return ((Kind.AVERAGE_POOLING, ops.AveragePoolingOperation(layer.pool_size, layer.strides, layer.padding)),)
     elif isinstance(layer, L.GlobalAveragePooling2D):
-        return (("global_average_pooling", ops.GlobalAveragePoolingOperation(layer.keepdims)),)
+        return ((Kind.GLOBAL_AVERAGE_POOLING, ops.GlobalAveragePoolingOperation(layer.keepdims)),)
     elif isinstance(layer, L.MaxPooling2D):
-        return (("max_pooling", ops.MaxPoolingOperation(layer.pool_size, layer.strides, layer.padding)),)
+        return ((Kind.MAX_POOLING, ops.MaxPoolingOperation(layer.pool_size, layer.strides, layer.padding)),)
     elif isinstance(layer, (L.Flatten, L.Reshape)):
-        return (("reshape" if isinstance(layer, L.Reshape) else "flatten",
+        return ((Kind.RESHAPE if isinstance(layer, L.Reshape) else Kind.FLATTEN,
                  ops.ReshapeOperation(_reshape_target(node, L))),)
     elif isinstance(layer, L.ZeroPadding2D):
-        return (("zero_padding", ops.ZeroPaddingOperation(layer.padding)),)
+        return ((Kind.ZERO_PADDING, ops.ZeroPaddingOperation(layer.padding)),)
     elif isinstance(layer, L.Concatenate):
-        return (("concatenate", ops.ConcatenateOperation(layer.axis)),)
+        return ((Kind.CONCATENATE, ops.ConcatenateOperation(layer.axis)),)
     elif isinstance(layer, L.ReLU):
         if layer.max_value is not None or float(layer.negative_slope) != 0 or float(layer.threshold) != 0:
             raise _unsupported(layer, "ReLU with max_value/negative_slope/threshold", method)
-        return (("activation", _activation_operation(layer, "relu", False, method)),)
+        return ((Kind.ACTIVATION, _activation_operation(layer, "relu", False, method)),)
     elif isinstance(layer, (L.Activation, L.Softmax)):
-        return (("activation", _activation_operation(layer, _activation_name(layer), False, method)),)
+        return ((Kind.ACTIVATION, _activation_operation(layer, _activation_name(layer), False, method)),)
     elif keras_graph.is_model(layer):
         raise _unsupported(layer, "nested models are not supported; rebuild the model flat "
                                   "(e.g. keras.Model(inner.input, outer_layers(inner.output)))", method)
@@ -267,18 +268,15 @@ def _layer_operations(node: Node, graph: ModelGraph, dtype, method: str) -> tupl
     activation = _activation_name(layer)
     if activation in (None, "linear"):
         return (linear,)
-    return (linear, ("activation", _activation_operation(layer, activation, True, method)))
+    return (linear, (Kind.ACTIVATION, _activation_operation(layer, activation, True, method)))
 
 
 # --- graph -> steps --------------------------------------------------------------------------
 
-def _output_nonnegative(kind: str, operation, inputs_nonnegative: tuple) -> bool:
-    if kind == "activation":
+def _output_nonnegative(kind: Kind, operation, inputs_nonnegative: tuple) -> bool:
+    if kind is Kind.ACTIVATION:
         return operation.is_relu
-    if kind in ("max_pooling", "average_pooling", "global_average_pooling", "flatten", "reshape",
-                "zero_padding", "concatenate", "add"):
-        return bool(inputs_nonnegative) and all(inputs_nonnegative)
-    return False
+    return kind.keeps_nonnegative and bool(inputs_nonnegative) and all(inputs_nonnegative)
 
 
 def _output_layer_step(steps: list, index: int) -> int | None:
@@ -286,10 +284,9 @@ def _output_layer_step(steps: list, index: int) -> int | None:
     Flatten/Reshape or linear activations), or None if the output comes from another kind of layer."""
     while True:
         step = steps[index]
-        if step.kind in ("dense", "conv2d"):
+        if step.kind.has_kernel:
             return index
-        unchanged = step.kind in ("flatten", "reshape") or (
-            step.kind == "activation" and step.operation.name == "linear")
+        unchanged = step.kind.only_reshapes or (step.kind is Kind.ACTIVATION and step.operation.name == "linear")
         if not unchanged or len(step.inputs) != 1:
             return None
         index = step.inputs[0]
@@ -319,7 +316,7 @@ def canonicalize(graph: ModelGraph, dtype: tf.DType, method: str = "this method"
     fed_by_input = {}  # step index -> output is the input, only rearranged
     for node in graph.nodes:
         if node.index == 0:
-            steps.append(Step(0, node.name, node.layer, "input", None, (), node.output_shape))
+            steps.append(Step(0, node.name, node.layer, Kind.INPUT, None, (), node.output_shape))
             node_to_step[0], nonnegative[0], fed_by_input[0] = 0, False, True
             continue
         pairs = _layer_operations(node, graph, dtype, method)
@@ -337,11 +334,11 @@ def canonicalize(graph: ModelGraph, dtype: tf.DType, method: str = "this method"
                 inputs=inputs,
                 output_shape=node.output_shape,
                 reported=is_last,
-                first_layer=kind in ("dense", "conv2d") and all(fed_by_input[i] for i in inputs),
+                first_layer=kind.has_kernel and all(fed_by_input[i] for i in inputs),
                 inputs_nonnegative=inputs_nonnegative,
             ))
             nonnegative[index] = _output_nonnegative(kind, operation, inputs_nonnegative)
-            fed_by_input[index] = kind in SHAPE_ONLY_KINDS and all(fed_by_input[i] for i in inputs)
+            fed_by_input[index] = kind.only_rearranges and all(fed_by_input[i] for i in inputs)
             inputs = (index,)
         node_to_step[node.index] = len(steps) - 1
     final = _output_layer_step(steps, node_to_step[graph.output_index])
@@ -362,7 +359,7 @@ def check_spatial_sizes(model: CanonicalModel, sample_shape: tuple) -> None:
     sizes = {0: tuple(sample_shape[:2])}  # step -> (height, width) while the tensors are images
     for step in model.steps[1:]:
         inputs = [sizes.get(i) for i in step.inputs]
-        if step.kind in ("flatten", "reshape", "dense", "global_average_pooling") or None in inputs or not inputs:
+        if step.kind.ends_image or None in inputs or not inputs:
             continue
         if not hasattr(step.operation, "output_size"):
             sizes[step.index] = inputs[0]

@@ -70,6 +70,8 @@ import tensorflow as tf
 from keras_xai.analyzer import NativeAnalyzer, assign_rules
 from keras_xai.analyzers import SELECTORS, Recipe, register
 from keras_xai.engine import Engine, ReferencePass
+from keras_xai.kinds import Kind
+from keras_xai.modifiers import ABSOLUTE, KEEP, NEGATIVE, POSITIVE
 from keras_xai.rules import NO_CONTEXT, GradientRule, Rule
 
 #: deeplift.util.NEAR_ZERO_THRESHOLD: below it a difference counts as zero.
@@ -134,13 +136,13 @@ def _rescale_factor(step, reference_input, reference_output, difference_in, diff
 
 
 def _is_identity(step) -> bool:
-    return step.kind == "activation" and step.operation.name == "linear"
+    return step.kind is Kind.ACTIVATION and step.operation.name == "linear"
 
 
 def _signed_products(operation, positive, negative) -> tuple:
     """``(W+ p + W- n, W+ n + W- p)`` without bias: contributions through a linear layer."""
-    return (operation.forward([positive], "positive", "none") + operation.forward([negative], "negative", "none"),
-            operation.forward([negative], "positive", "none") + operation.forward([positive], "negative", "none"))
+    return (operation.forward([positive], POSITIVE, None) + operation.forward([negative], NEGATIVE, None),
+            operation.forward([negative], POSITIVE, None) + operation.forward([positive], NEGATIVE, None))
 
 
 def _signed_contributions(operation, difference) -> tuple:
@@ -153,8 +155,8 @@ def _signed_contributions(operation, difference) -> tuple:
     Otherwise the two ways agree up to float rounding, relative to ``t``: a part far smaller than the
     other can come out with the wrong sign, hence the clamp (the four products cannot).
     """
-    signed = operation.forward([difference], "all", "none")
-    absolute = operation.forward([tf.abs(difference)], "absolute", "none")
+    signed = operation.forward([difference], KEEP, None)
+    absolute = operation.forward([tf.abs(difference)], ABSOLUTE, None)
     return tf.nn.relu(0.5 * (signed + absolute)), tf.minimum(0.5 * (signed - absolute), 0)
 
 
@@ -191,26 +193,26 @@ class DeepLiftPass(ReferencePass):
     def state(self, step, inputs, reference_inputs, output, reference_output, input_states) -> StepState:
         difference = output - reference_output
         kind = step.kind
-        if kind == "input" or (kind == "max_pooling" and self.contributions_needed):
+        if kind is Kind.INPUT or (kind is Kind.MAX_POOLING and self.contributions_needed):
             return StepState(*split_by_sign(difference), difference)
         operation = step.operation
         factor = None  # Rescale's dy / dx at an activation, for the multipliers (and contributions)
-        if kind == "activation" and not _is_identity(step) and self.nonlinear_mode == "rescale":
+        if kind is Kind.ACTIVATION and not _is_identity(step) and self.nonlinear_mode == "rescale":
             factor = _rescale_factor(step, reference_inputs[0], reference_output, input_states[0].difference,
                                      difference)
         if not self.contributions_needed:
             return StepState(None, None, difference, factor)
-        if kind in ("dense", "conv2d"):
+        if kind.has_kernel:
             # Not dz minus one part: contributions that are exactly zero must stay zero, since
             # RevealCancel's pseudocount takes the sign of a near-zero value.
             return StepState(*_signed_contributions(operation, input_states[0].difference), difference)
-        if kind == "add":
+        if kind is Kind.ADD:
             parts = [split_by_sign(state.difference) for state in input_states]
             return StepState(tf.add_n([p for p, _ in parts]), tf.add_n([n for _, n in parts]), difference)
-        if kind == "batch_norm":
+        if kind is Kind.BATCH_NORM:
             return StepState(*_signed_products(operation, input_states[0].positive, input_states[0].negative),
                              difference)
-        if kind == "activation":
+        if kind is Kind.ACTIVATION:
             positive, negative = input_states[0].positive, input_states[0].negative
             if _is_identity(step):
                 return StepState(positive, negative, difference)
@@ -242,6 +244,14 @@ class DeepLiftPass(ReferencePass):
 
 # --- rules -----------------------------------------------------------------------------------------
 
+def reference_of(rule, context):
+    """``context.reference``, or a clear error for a DeepLIFT rule called without the reference pass."""
+    if context.reference is None:
+        raise ValueError(f"{rule!r} needs the reference pass at its step (context.reference): use it in a "
+                         "DeepLIFT analyzer, or call it with keras_xai.rules.Context(reference=ReferenceContext(...))")
+    return context.reference
+
+
 @dataclass(frozen=True)
 class DeepLiftLinearRule(Rule):
     r"""deeplift's "Linear" rule for Dense, Conv2D and Add (see the module docstring).
@@ -254,16 +264,16 @@ class DeepLiftLinearRule(Rule):
     """
 
     ablation: bool = False
-    weight_kinds = ("all", "positive", "negative", "absolute")
+    weight_modifiers = (KEEP, POSITIVE, NEGATIVE, ABSOLUTE)
     needs_reference = True
 
     def unsupported_reason(self, step):
-        if step.kind not in ("dense", "conv2d", "add"):
+        if not (step.kind.has_kernel or step.kind is Kind.ADD):
             return "the DeepLIFT linear rule applies to Dense, Conv2D and Add layers"
         return super().unsupported_reason(step)
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
-        reference = context.reference
+        reference = reference_of(self, context)
         operation = step.operation
         positive, negative = relevance
 
@@ -272,17 +282,17 @@ class DeepLiftLinearRule(Rule):
 
         if self.ablation:
             # Decoupled chains: positive multipliers only through W+, negative only through W-.
-            return list(zip(transpose(positive, "positive"), transpose(negative, "negative")))
+            return list(zip(transpose(positive, POSITIVE), transpose(negative, NEGATIVE)))
         if _same(relevance):
-            same_sign = transpose(positive, "all")  # W+^T m + W-^T m = W^T m
+            same_sign = transpose(positive, KEEP)  # W+^T m + W-^T m = W^T m
             return [(t, t) for t in same_sign]  # all three cases of the rule are W^T m
-        both = transpose(positive + negative, "all")
-        if step.kind == "add":  # identity weights: W+ = I, W- = 0
+        both = transpose(positive + negative, KEEP)
+        if step.kind is Kind.ADD:  # identity weights: W+ = I, W- = 0
             same_sign, cross = [positive] * len(inputs), [negative] * len(inputs)
         else:
             # W+^T m+ + W-^T m- and W-^T m+ + W+^T m- from two transposes (not four): with
             # b = W^T (m+ + m-) and a = |W|^T (m+ - m-) they are (b + a) / 2 and (b - a) / 2.
-            spread = transpose(positive - negative, "absolute")
+            spread = transpose(positive - negative, ABSOLUTE)
             same_sign = [0.5 * (b + a) for a, b in zip(spread, both)]
             cross = [0.5 * (b - a) for a, b in zip(spread, both)]
         at_zero = [0.5 * b for b in both]
@@ -307,16 +317,15 @@ class DeepLiftBatchNormRule(Rule):
     """
 
     ablation: bool = False
-    weight_kinds = ("positive", "negative")
+    weight_modifiers = (POSITIVE, NEGATIVE)
     needs_reference = True
 
     def unsupported_reason(self, step):
-        if step.kind != "batch_norm":
+        if step.kind is not Kind.BATCH_NORM:
             return "the DeepLIFT BatchNorm rule applies to BatchNormalization layers"
         return super().unsupported_reason(step)
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
-        reference = context.reference
         operation = step.operation
         positive, negative = relevance
 
@@ -324,12 +333,12 @@ class DeepLiftBatchNormRule(Rule):
             return operation.transpose(multipliers, inputs, weights)[0]
 
         if _same(relevance) and not self.ablation:
-            both = scaled(positive, "all")  # k+ m + k- m = k m
+            both = scaled(positive, KEEP)  # k+ m + k- m = k m
             return [(both, both)]
         if self.ablation:
-            return [(scaled(positive, "positive"), scaled(negative, "negative"))]
-        kept = scaled(positive, "positive") + scaled(negative, "negative")
-        return [(kept, scaled(positive, "negative") + scaled(negative, "positive"))]
+            return [(scaled(positive, POSITIVE), scaled(negative, NEGATIVE))]
+        kept = scaled(positive, POSITIVE) + scaled(negative, NEGATIVE)
+        return [(kept, scaled(positive, NEGATIVE) + scaled(negative, POSITIVE))]
 
 
 @dataclass(frozen=True)
@@ -351,12 +360,12 @@ class DeepLiftActivationRule(Rule):
             raise ValueError(f"DeepLiftActivationRule: mode must be one of {NONLINEAR_MODES}, got {self.mode!r}")
 
     def unsupported_reason(self, step):
-        if step.kind != "activation":
+        if step.kind is not Kind.ACTIVATION:
             return "the DeepLIFT nonlinear rules apply to activation layers"
         return None
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
-        reference = context.reference
+        reference = reference_of(self, context)
         positive, negative = relevance
         if _is_identity(step):
             return [relevance]

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_xai.canonize import SHAPE_ONLY_KINDS, CanonicalModel
+from keras_xai.canonize import CanonicalModel
 from keras_xai.rules import Context, GradientRule, ReferenceContext
 
 #: What the backward pass starts from at the selected output unit k:
@@ -315,7 +315,7 @@ class Engine:
                 consumers[source] = consumers.get(source, 0) + 1
         prefix = 0
         for step in self._steps[1:self._output + 1]:  # never past the output step
-            linear_map = step.is_linear or step.kind in SHAPE_ONLY_KINDS
+            linear_map = step.is_linear or step.kind.only_rearranges
             if (step.inputs != (prefix,) or consumers.get(prefix, 0) != 1 or not linear_map
                     or type(self._rules[step.index]) is not GradientRule):
                 break

@@ -6,10 +6,10 @@ with the same TF ops TensorFlow's own gradient registry uses, so that the gradie
 propagates equals ``tf.GradientTape``'s bit for bit.
 
 A :class:`LinearOperation` (Dense, Conv2D, the affine form of BatchNormalization, Add, average
-pooling) is ``z = W x + b``. LRP-type rules evaluate it with a transformed weight matrix
-(``W+``, ``W-``, ``W**2``, ones) and with or without (part of) the bias, and multiply by the
-transposed transformed matrix; both operations are offered here so that a rule never needs to know
-which layer it is working on.
+pooling) is ``z = W x + b``. LRP-type rules evaluate it with modified weights (a
+:class:`~keras_xai.modifiers.WeightModifier`: ``W+``, ``W-``, ``W**2``, ones, ``W + gamma W+``) and
+with or without (part of) the bias, and multiply by the transposed modified matrix; both operations
+are offered here so that a rule never needs to know which layer it is working on.
 """
 from __future__ import annotations
 
@@ -17,46 +17,13 @@ from typing import Callable, Sequence
 
 import tensorflow as tf
 
-#: How a rule may ask a linear operation to transform its weights.
-WEIGHT_KINDS = ("all", "positive", "negative", "absolute", "square", "ones")
-#: Kinds that leave non-negative weights (sums, averages) unchanged.
-NON_NEGATIVE_SAME = ("all", "positive", "absolute")
-#: Which part of the bias a rule may ask for.
-BIAS_KINDS = ("all", "positive", "negative", "none")
+from keras_xai.modifiers import KEEP, WeightModifier
 
-
-def transform_weights(weights: tf.Tensor, kind: str) -> tf.Tensor:
-    """Return ``W``, ``W+ = max(W, 0)``, ``W- = min(W, 0)``, ``|W|``, ``W**2`` or ``ones_like(W)``.
-
-    (iNNvestigate multiplies by a 0/1 mask instead; the values are the same up to the sign of
-    zeros, and one op per weight matrix is cheaper.)
-    """
-    if kind == "all":
-        return weights
-    if kind == "positive":
-        return tf.nn.relu(weights)
-    if kind == "negative":
-        return tf.minimum(weights, 0)
-    if kind == "absolute":
-        return tf.abs(weights)
-    if kind == "square":
-        return weights**2
-    if kind == "ones":
-        return tf.ones_like(weights)
-    raise ValueError(f"unknown weight kind {kind!r}; expected one of {WEIGHT_KINDS}")
-
-
-def transform_bias(bias: tf.Tensor, kind: str) -> tf.Tensor | None:
-    """Return the bias, its positive part, its negative part, or ``None`` (no bias)."""
-    if kind == "none":
-        return None
-    if kind == "all":
-        return bias
-    if kind == "positive":
-        return tf.nn.relu(bias)
-    if kind == "negative":
-        return tf.minimum(bias, 0)
-    raise ValueError(f"unknown bias kind {kind!r}; expected one of {BIAS_KINDS}")
+def times(tensor: tf.Tensor, factor) -> tf.Tensor:
+    """``tensor * factor``, without the multiplication when ``factor`` is the number 1."""
+    if isinstance(factor, (int, float)) and factor == 1:
+        return tensor
+    return tensor * factor
 
 
 def _read(variable, dtype: tf.DType) -> tf.Tensor:
@@ -85,49 +52,53 @@ class Operation:
 
 
 class LinearOperation(Operation):
-    """An operation ``z = sum_i W_i x_i + b`` whose weights a rule may transform.
+    """An operation ``z = sum_i W_i x_i + b`` whose weights a rule may modify.
 
-    Subclasses implement :meth:`forward` with ``weights`` / ``bias`` kinds, :meth:`transpose`, and
-    (if they have parameters) :meth:`_read_parameter`; ``supported_weight_kinds`` lists the kinds
-    they can do.
+    Subclasses implement :meth:`forward` and :meth:`transpose` with a weight modifier (and
+    :meth:`forward` with a bias modifier, None for no bias), and (if they have parameters)
+    :meth:`_read_parameter`; those with implicit weights say in :meth:`supports` which modifiers
+    they can apply.
     """
 
     is_linear = True
-    supported_weight_kinds: tuple = WEIGHT_KINDS
 
-    def forward(self, inputs, weights: str = "all", bias: str = "all") -> tf.Tensor:
-        """``z = W' x + b'`` with ``W'`` = :func:`transform_weights` (``weights``) and ``b'`` =
-        :func:`transform_bias` (``bias``)."""
+    def forward(self, inputs, weights: WeightModifier = KEEP, bias: WeightModifier | None = KEEP) -> tf.Tensor:
+        """``z = W' x + b'`` with ``W' = weights(W)`` and ``b' = bias(b)`` (no bias if None)."""
         raise NotImplementedError
 
-    def transpose(self, cotangent: tf.Tensor, inputs, weights: str = "all") -> list:
+    def transpose(self, cotangent: tf.Tensor, inputs, weights: WeightModifier = KEEP) -> list:
         """``[W_i'^T cotangent for each input i]``; ``inputs`` give the shapes only."""
         raise NotImplementedError
 
+    def supports(self, modifier: WeightModifier) -> bool:
+        """Whether this layer can apply ``modifier`` (layers with explicit weights: always)."""
+        return True
+
     def vjp(self, inputs, output, cotangent) -> list:
-        return self.transpose(cotangent, inputs, "all")
+        return self.transpose(cotangent, inputs, KEEP)
 
     def _read_parameter(self, name: str) -> tf.Tensor:
         """The current value of parameter "weights" or "bias" in the compute dtype."""
         raise NotImplementedError
 
-    def parameter(self, name: str, kind: str) -> tf.Tensor:
-        """Parameter "weights" or "bias" transformed by ``kind``.
+    def parameter(self, name: str, modifier: WeightModifier | None) -> tf.Tensor | None:
+        """Parameter "weights" or "bias" with ``modifier`` applied (None: no parameter).
 
-        Inside one traced graph each (parameter, kind) is built once: rules ask for ``W+`` several
+        Inside one traced graph each (parameter, modifier) is built once: rules ask for ``W+`` several
         times, and fewer ops make tracing faster.
         """
-        transform = transform_weights if name == "weights" else transform_bias
+        if modifier is None:
+            return None
         if tf.executing_eagerly():
-            return transform(self._read_parameter(name), kind)
+            return modifier(self._read_parameter(name))
         graph = tf.compat.v1.get_default_graph()
         if getattr(self, "_cache_graph", None) is not graph:
             self._cache_graph, self._cache = graph, {}
-        if (name, kind) not in self._cache:
-            if (name, "all") not in self._cache:
-                self._cache[(name, "all")] = self._read_parameter(name)
-            self._cache[(name, kind)] = transform(self._cache[(name, "all")], kind)
-        return self._cache[(name, kind)]
+        if (name, modifier) not in self._cache:
+            if (name, KEEP) not in self._cache:
+                self._cache[(name, KEEP)] = self._read_parameter(name)
+            self._cache[(name, modifier)] = modifier(self._cache[(name, KEEP)])
+        return self._cache[(name, modifier)]
 
 
 #: ``c K^T`` by ``(K c^T)^T`` for at most this many rows of ``c``: oneDNN's matmul with a transposed
@@ -164,7 +135,7 @@ class DenseOperation(LinearOperation):
     def _read_parameter(self, name):
         return _read(self._kernel if name == "weights" else self._bias, self._dtype)
 
-    def forward(self, inputs, weights="all", bias="all"):
+    def forward(self, inputs, weights=KEEP, bias=KEEP):
         x = inputs[0]
         kernel = self.parameter("weights", weights)
         if x.shape.rank == 2:
@@ -173,18 +144,18 @@ class DenseOperation(LinearOperation):
             z = tf.tensordot(x, kernel, [[x.shape.rank - 1], [0]])
         return self._add_bias(z, bias)
 
-    def _add_bias(self, z, kind):
-        if self._bias is None or kind == "none":
+    def _add_bias(self, z, modifier):
+        if self._bias is None or modifier is None:
             return z
-        return tf.nn.bias_add(z, self.parameter("bias", kind))
+        return tf.nn.bias_add(z, self.parameter("bias", modifier))
 
-    def transpose(self, cotangent, inputs, weights="all"):
+    def transpose(self, cotangent, inputs, weights=KEEP):
         return self.transpose_with_kernel(cotangent, inputs, self.parameter("weights", weights))
 
     def vjp(self, inputs, output, cotangent):
         # The very op tf.GradientTape runs, so that the gradient's propagate_from is the tape's VJP
         # bit for bit (the faster form rounds differently).
-        kernel = self.parameter("weights", "all")
+        kernel = self.parameter("weights", KEEP)
         return self._times_transposed(cotangent, inputs, kernel,
                                       lambda rows: tf.matmul(rows, kernel, transpose_b=True))
 
@@ -247,14 +218,14 @@ class Conv2DOperation(WindowedOperation, LinearOperation):
     def _read_parameter(self, name):
         return _read(self._kernel if name == "weights" else self._bias, self._dtype)
 
-    def forward(self, inputs, weights="all", bias="all"):
+    def forward(self, inputs, weights=KEEP, bias=KEEP):
         kernel = self.parameter("weights", weights)
         z = tf.nn.conv2d(inputs[0], kernel, self._strides, self._padding, dilations=self._dilations)
-        if self._bias is None or bias == "none":
+        if self._bias is None or bias is None:
             return z
         return tf.nn.bias_add(z, self.parameter("bias", bias))
 
-    def transpose(self, cotangent, inputs, weights="all"):
+    def transpose(self, cotangent, inputs, weights=KEEP):
         kernel = self.parameter("weights", weights)
         # The op TensorFlow registers as Conv2D's gradient.
         return [
@@ -296,32 +267,32 @@ class AffineOperation(LinearOperation):
     def _read_parameter(self, name):
         return self._scale() if name == "weights" else self._offset()
 
-    def forward(self, inputs, weights="all", bias="all"):
+    def forward(self, inputs, weights=KEEP, bias=KEEP):
         z = inputs[0] * self.parameter("weights", weights)
-        if bias == "none":
+        if bias is None:
             return z
         return z + self.parameter("bias", bias)
 
-    def transpose(self, cotangent, inputs, weights="all"):
+    def transpose(self, cotangent, inputs, weights=KEEP):
         return [cotangent * self.parameter("weights", weights)]
 
 
 class SumOperation(LinearOperation):
     """``Add`` as a linear layer: ``z = sum_i I x_i`` with identity weights and no bias.
 
-    Identity weights are non-negative, so ``W+ = |W| = W**2 = ones = I`` and ``W- = 0``.
+    A modifier turns the identity weights into ``f(1) I`` (``W+ = |W| = W**2 = ones = I``, ``W- = 0``).
     """
 
-    def forward(self, inputs, weights="all", bias="all"):
+    def forward(self, inputs, weights=KEEP, bias=KEEP):
         total = inputs[0]
         for x in inputs[1:]:  # Keras' Add sums left to right
             total = total + x
-        return total * 0 if weights == "negative" else total
+        return times(total, weights.at_one)
 
-    def transpose(self, cotangent, inputs, weights="all"):
-        if weights == "negative":
+    def transpose(self, cotangent, inputs, weights=KEEP):
+        if weights.at_one == 0:
             return [tf.zeros_like(x) for x in inputs]
-        return [cotangent for _ in inputs]
+        return [times(cotangent, weights.at_one) for _ in inputs]
 
 
 class AveragePoolingOperation(WindowedOperation, LinearOperation):
@@ -332,26 +303,21 @@ class AveragePoolingOperation(WindowedOperation, LinearOperation):
         self._strides = [1, *strides, 1]
         self._padding = padding.upper()
         self._window = pool_size[0] * pool_size[1]
-        # With 'same' padding border windows are smaller, so W**2 and ones are not one scalar.
-        self.supported_weight_kinds = (
-            WEIGHT_KINDS if self._padding == "VALID" else ("all", "positive", "negative", "absolute")
-        )
 
-    def _factor(self, kind):
-        """Factor turning the mean into the transformed weighted sum (weights 1/n)."""
-        return {"all": 1.0, "positive": 1.0, "negative": 0.0, "absolute": 1.0,
-                "square": 1.0 / self._window, "ones": float(self._window)}[kind]
+    def supports(self, modifier):
+        # With 'same' padding border windows hold fewer inputs: one factor only for degree 1.
+        return modifier.degree == 1 or (modifier.degree is not None and self._padding == "VALID")
 
-    def forward(self, inputs, weights="all", bias="all"):
+    def forward(self, inputs, weights=KEEP, bias=KEEP):
         z = tf.nn.avg_pool2d(inputs[0], self._ksize, self._strides, self._padding)
-        return z if weights in NON_NEGATIVE_SAME else z * self._factor(weights)
+        return times(z, weights.mean_factor(self._window))
 
-    def transpose(self, cotangent, inputs, weights="all"):
+    def transpose(self, cotangent, inputs, weights=KEEP):
         grad = tf.raw_ops.AvgPoolGrad(
             orig_input_shape=tf.shape(inputs[0]), grad=cotangent, ksize=self._ksize,
             strides=self._strides, padding=self._padding,
         )
-        return [grad if weights in NON_NEGATIVE_SAME else grad * self._factor(weights)]
+        return [times(grad, weights.mean_factor(self._window))]
 
 
 class GlobalAveragePoolingOperation(LinearOperation):
@@ -360,22 +326,26 @@ class GlobalAveragePoolingOperation(LinearOperation):
     def __init__(self, keepdims: bool):
         self._keepdims = keepdims
 
-    def _factor(self, inputs, kind):
-        area = tf.cast(tf.shape(inputs[0])[1] * tf.shape(inputs[0])[2], inputs[0].dtype)
-        return {"all": 1.0, "positive": 1.0, "negative": 0.0, "absolute": 1.0,
-                "square": 1.0 / area, "ones": area}[kind]
+    def supports(self, modifier):
+        return modifier.degree is not None
 
-    def forward(self, inputs, weights="all", bias="all"):
+    @staticmethod
+    def _factor(inputs, modifier):
+        if modifier.degree == 1:  # no need for the area
+            return modifier.at_one
+        return modifier.mean_factor(tf.cast(tf.shape(inputs[0])[1] * tf.shape(inputs[0])[2], inputs[0].dtype))
+
+    def forward(self, inputs, weights=KEEP, bias=KEEP):
         z = tf.reduce_mean(inputs[0], axis=[1, 2], keepdims=self._keepdims)
-        return z if weights in NON_NEGATIVE_SAME else z * self._factor(inputs, weights)
+        return times(z, self._factor(inputs, weights))
 
-    def transpose(self, cotangent, inputs, weights="all"):
+    def transpose(self, cotangent, inputs, weights=KEEP):
         x = inputs[0]
         channels = tf.shape(x)[3]
         spread = tf.broadcast_to(tf.reshape(cotangent, [-1, 1, 1, channels]), tf.shape(x))
         area = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], x.dtype)
         grad = spread / area  # as TensorFlow's gradient of reduce_mean
-        return [grad if weights in NON_NEGATIVE_SAME else grad * self._factor(inputs, weights)]
+        return [times(grad, self._factor(inputs, weights))]
 
 
 class MaxPoolingOperation(WindowedOperation, Operation):

@@ -62,6 +62,8 @@ import tensorflow as tf
 
 from keras_xai.analyzer import NativeAnalyzer
 from keras_xai.analyzers import SELECTORS, Recipe, register
+from keras_xai.kinds import Kind
+from keras_xai.modifiers import KEEP
 from keras_xai.rules import NO_CONTEXT, GradientRule, Rule
 from keras_xai.validation import check_batch
 
@@ -69,10 +71,8 @@ from keras_xai.validation import check_batch
 PATTERN_TYPES = ("relu", "linear")
 #: Which mean of the output the covariance subtracts (see the module docstring).
 MEAN_Y_CHOICES = ("all", "active")
-#: Step kinds that carry a kernel, hence a pattern.
-KERNEL_KINDS = ("dense", "conv2d")
 #: Steps the search for "the ReLU that follows" walks through (per-unit, shape-preserving).
-_MASK_SEARCH_KINDS = ("batch_norm", "add")
+_MASK_SEARCH_KINDS = frozenset({Kind.BATCH_NORM, Kind.ADD})
 
 
 class PatternsNotFittedError(RuntimeError):
@@ -166,14 +166,14 @@ class PatternRule(Rule):
         return f"PatternRule(attribution={self.attribution})"
 
     def unsupported_reason(self, step):
-        if step.kind not in KERNEL_KINDS:
+        if not step.kind.has_kernel:
             return "patterns exist for Dense and Conv2D layers only"
         return None
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         kernel = tf.convert_to_tensor(self.store.variables[step.layer.name])
         if self.attribution:
-            kernel = kernel * step.operation.parameter("weights", "all")
+            kernel = kernel * step.operation.parameter("weights", KEEP)
         return step.operation.transpose_with_kernel(relevance, inputs, kernel)
 
 
@@ -221,7 +221,7 @@ class PatternAnalyzer(NativeAnalyzer):
         self._store = next(rule.store for _, rule in self._recipe.rules if isinstance(rule, PatternRule))
         self._kernel_steps = {}  # layer name -> its kernel steps (several if the layer is shared)
         for step in self._model.steps:
-            if step.kind in KERNEL_KINDS:
+            if step.kind.has_kernel:
                 self._kernel_steps.setdefault(step.layer.name, []).append(step)
         if not self._kernel_steps:
             raise ValueError(f"model {model.name!r} has no Dense or Conv2D layer: {method.name} has nothing "
@@ -359,10 +359,10 @@ class PatternAnalyzer(NativeAnalyzer):
         current = index
         while len(consumers.get(current, [])) == 1:
             (following,) = consumers[current]
-            if following.kind == "activation" and following.operation.is_relu:
+            if following.kind is Kind.ACTIVATION and following.operation.is_relu:
                 return following.index
             walkable = following.kind in _MASK_SEARCH_KINDS or (
-                following.kind == "activation" and following.operation.name == "linear")
+                following.kind is Kind.ACTIVATION and following.operation.name == "linear")
             if not walkable:
                 break
             current = following.index
@@ -399,7 +399,7 @@ class PatternAnalyzer(NativeAnalyzer):
                     inputs = [activations[step.inputs[0]]]
                     y = activations[step.index]
                     if getattr(step.layer, "bias", None) is not None:
-                        y = y - step.operation.parameter("bias", "all")  # bias-free, without a second conv
+                        y = y - step.operation.parameter("bias", KEEP)  # bias-free, without a second conv
                     if pattern_type == "linear":
                         mask = tf.ones_like(y)
                     else:

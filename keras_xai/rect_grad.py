@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_xai.analyzers import SELECTORS, Recipe, register
+from keras_xai.kinds import Kind
 from keras_xai.rules import NO_CONTEXT, GradientRule, Rule
 
 #: Activations RectGrad is defined for (its mask acts on ReLUs; linear ones pass the gradient).
@@ -88,7 +89,7 @@ class RectGradRule(Rule):
             raise ValueError(f"RectGradRule: percentile must be in [0, 100], got {self.percentile}")
 
     def unsupported_reason(self, step):
-        if step.kind != "activation":
+        if step.kind is not Kind.ACTIVATION:
             return "RectGradRule only applies to activation layers"
         return None
 

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from keras_xai.kinds import Kind
+from keras_xai.modifiers import KEEP, NEGATIVE, ONES, POSITIVE, SQUARE, plus_positive_part
+
 #: Keras' backend epsilon, iNNvestigate's stabiliser for zero denominators.
 SAFE_DIVIDE_EPSILON = 1e-7
 
@@ -80,8 +83,8 @@ class Rule:
 
     needs_linear = True
     needs_reference = False
-    #: Weight kinds the rule asks the linear operation for.
-    weight_kinds: tuple = ("all",)
+    #: The weight modifiers (:mod:`keras_xai.modifiers`) the rule asks the linear operation for.
+    weight_modifiers: tuple = (KEEP,)
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT) -> list:
         raise NotImplementedError
@@ -97,13 +100,13 @@ class Rule:
         if self.needs_linear and not step.is_linear:
             return f"{type(self).__name__} needs a linear layer"
         if self.needs_linear:
-            missing = [k for k in self.weight_kinds if k not in step.operation.supported_weight_kinds]
+            missing = [str(m) for m in self.weight_modifiers if not step.operation.supports(m)]
             if missing:
                 return f"{type(self).__name__} needs weights {missing}, which this layer cannot provide"
         return None
 
 
-def _redistribute(step, inputs, scaled_relevance, weights="all"):
+def _redistribute(step, inputs, scaled_relevance, weights=KEEP):
     """``x_i * sum_j w'_ij s_j`` for each input: the common last half of the z-type rules."""
     return [x * c for x, c in zip(inputs, step.operation.transpose(scaled_relevance, inputs, weights))]
 
@@ -122,7 +125,7 @@ class ZRule(Rule):
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         # With the bias, z is the step's output (of a linear step) itself.
-        z = output if self.bias else step.operation.forward(inputs, "all", "none")
+        z = output if self.bias else step.operation.forward(inputs, KEEP, None)
         return _redistribute(step, inputs, safe_divide(relevance, z))
 
 
@@ -147,7 +150,7 @@ class EpsilonRule(Rule):
             raise ValueError(f"EpsilonRule: epsilon must be > 0, got {self.epsilon}")
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
-        z = output if self.bias else step.operation.forward(inputs, "all", "none")
+        z = output if self.bias else step.operation.forward(inputs, KEEP, None)
         stabilised = tf.where(z >= 0, z + self.epsilon, z - self.epsilon)  # sign(0) = +1
         return _redistribute(step, inputs, relevance / stabilised)
 
@@ -171,20 +174,19 @@ class GammaRule(Rule):
 
     gamma: float = 0.25
     bias: bool = True
-    weight_kinds = ("all", "positive")
 
     def __post_init__(self):
         if not self.gamma >= 0:
             raise ValueError(f"GammaRule: gamma must be >= 0, got {self.gamma}")
+        object.__setattr__(self, "modifier", plus_positive_part(self.gamma))  # built once: cached per graph
+
+    @property
+    def weight_modifiers(self):
+        return (self.modifier,)
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
-        operation = step.operation
-        plain_bias, positive_bias = ("all", "positive") if self.bias else ("none", "none")
-        z = operation.forward(inputs, "all", plain_bias) + self.gamma * operation.forward(inputs, "positive",
-                                                                                           positive_bias)
-        scaled = safe_divide(relevance, z)
-        plain, positive = operation.transpose(scaled, inputs, "all"), operation.transpose(scaled, inputs, "positive")
-        return [x * (a + self.gamma * p) for x, a, p in zip(inputs, plain, positive)]
+        z = step.operation.forward(inputs, self.modifier, self.modifier if self.bias else None)
+        return _redistribute(step, inputs, safe_divide(relevance, z), self.modifier)
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,7 @@ class AlphaBetaRule(Rule):
     alpha: float = 1.0
     beta: float = 0.0
     bias: bool = True
-    weight_kinds = ("positive", "negative")
+    weight_modifiers = (POSITIVE, NEGATIVE)
 
     def __post_init__(self):
         if self.alpha < 0 or self.beta < 0:
@@ -218,9 +220,9 @@ class AlphaBetaRule(Rule):
         operation = step.operation
         if x_neg is None:
             # Inputs are >= 0, so x- = 0 and its term is exactly the other half of the bias.
-            return operation.forward(x_pos, weights_for_pos, "all" if self.bias else "none")
-        bias_pos = weights_for_pos if self.bias else "none"
-        bias_neg = weights_for_neg if self.bias else "none"
+            return operation.forward(x_pos, weights_for_pos, KEEP if self.bias else None)
+        bias_pos = weights_for_pos if self.bias else None
+        bias_neg = weights_for_neg if self.bias else None
         return operation.forward(x_pos, weights_for_pos, bias_pos) + operation.forward(x_neg, weights_for_neg, bias_neg)
 
     def _part(self, step, x_pos, x_neg, weights_for_pos, weights_for_neg, relevance, z=None):
@@ -244,19 +246,19 @@ class AlphaBetaRule(Rule):
     def shared_state(self, step, inputs, output):
         # The denominators (convolutions of the inputs) are the same for every vector of a sample.
         x_pos, x_neg = self._signed_inputs(step, inputs)
-        activating = self._denominator(step, x_pos, x_neg, "positive", "negative")
+        activating = self._denominator(step, x_pos, x_neg, POSITIVE, NEGATIVE)
         if not self.beta:
             return (activating,)
-        return activating, self._denominator(step, x_pos, x_neg, "negative", "positive")
+        return activating, self._denominator(step, x_pos, x_neg, NEGATIVE, POSITIVE)
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         shared = context.shared
         x_pos, x_neg = self._signed_inputs(step, inputs)
         denominators = shared or (None, None)
-        activating = self._part(step, x_pos, x_neg, "positive", "negative", relevance, denominators[0])
+        activating = self._part(step, x_pos, x_neg, POSITIVE, NEGATIVE, relevance, denominators[0])
         if not self.beta:
             return activating if self.alpha == 1 else [self.alpha * a for a in activating]
-        inhibiting = self._part(step, x_pos, x_neg, "negative", "positive", relevance, denominators[1])
+        inhibiting = self._part(step, x_pos, x_neg, NEGATIVE, POSITIVE, relevance, denominators[1])
         return [self.alpha * a - self.beta * b for a, b in zip(activating, inhibiting)]
 
 
@@ -273,15 +275,15 @@ class ZPlusFastRule(Rule):
     r"""z+ assuming :math:`x \ge 0`: :math:`R_i = \sum_j \frac{x_i w_{ij}^+}{\sum_{i'} x_{i'} w_{i'j}^+} R_j`
     (no bias; negative inputs are *not* clipped, as in iNNvestigate)."""
 
-    weight_kinds = ("positive",)
+    weight_modifiers = (POSITIVE,)
 
     def shared_state(self, step, inputs, output):
-        return step.operation.forward(inputs, "positive", "none")  # the same for every vector of a sample
+        return step.operation.forward(inputs, POSITIVE, None)  # the same for every vector of a sample
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         shared = context.shared
-        z = step.operation.forward(inputs, "positive", "none") if shared is None else shared
-        return _redistribute(step, inputs, safe_divide(relevance, z), "positive")
+        z = step.operation.forward(inputs, POSITIVE, None) if shared is None else shared
+        return _redistribute(step, inputs, safe_divide(relevance, z), POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -289,14 +291,14 @@ class WSquareRule(Rule):
     r"""DTD w-square rule: :math:`R_i = \sum_j \frac{w_{ij}^2}{\sum_{i'} w_{i'j}^2} R_j`
     (independent of the input values; the sum runs over the inputs each output actually sees)."""
 
-    weight_kinds = ("square",)
-    _weights = "square"
+    weight_modifiers = (SQUARE,)
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         # The denominator does not depend on the data: compute it for one sample and broadcast.
         ones = [tf.ones_like(x[:1]) for x in inputs]
-        total = step.operation.forward(ones, self._weights, "none")
-        return step.operation.transpose(safe_divide(relevance, total), inputs, self._weights)
+        (weights,) = self.weight_modifiers
+        total = step.operation.forward(ones, weights, None)
+        return step.operation.transpose(safe_divide(relevance, total), inputs, weights)
 
 
 @dataclass(frozen=True)
@@ -304,8 +306,7 @@ class FlatRule(WSquareRule):
     r"""Flat rule: :math:`R_i = \sum_j \frac{1}{\sum_{i'} 1} R_j` (every connected input gets an
     equal share)."""
 
-    weight_kinds = ("ones",)
-    _weights = "ones"
+    weight_modifiers = (ONES,)
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,7 @@ class BoundedRule(Rule):
 
     low: float = -1.0
     high: float = 1.0
-    weight_kinds = ("all", "positive", "negative")
+    weight_modifiers = (KEEP, POSITIVE, NEGATIVE)
 
     def __post_init__(self):
         if not self.low < self.high:
@@ -334,11 +335,11 @@ class BoundedRule(Rule):
         # The bound terms do not depend on the data: compute them for one sample and broadcast.
         lows = [tf.ones_like(x[:1]) * self.low for x in inputs]
         highs = [tf.ones_like(x[:1]) * self.high for x in inputs]
-        bounds = operation.forward(lows, "positive", "none") + operation.forward(highs, "negative", "none")
-        scaled = safe_divide(relevance, operation.forward(inputs, "all", "none") - bounds)
-        from_x = _redistribute(step, inputs, scaled, "all")
-        from_low = [self.low * c for c in operation.transpose(scaled, inputs, "positive")]
-        from_high = [self.high * c for c in operation.transpose(scaled, inputs, "negative")]
+        bounds = operation.forward(lows, POSITIVE, None) + operation.forward(highs, NEGATIVE, None)
+        scaled = safe_divide(relevance, operation.forward(inputs, KEEP, None) - bounds)
+        from_x = _redistribute(step, inputs, scaled, KEEP)
+        from_low = [self.low * c for c in operation.transpose(scaled, inputs, POSITIVE)]
+        from_high = [self.high * c for c in operation.transpose(scaled, inputs, NEGATIVE)]
         return [a - (b + c) for a, b, c in zip(from_x, from_low, from_high)]
 
 
@@ -362,14 +363,14 @@ class GradientRule(Rule):
     def shared_state(self, step, inputs, output):
         # Max pooling: the maxima are found once per sample, not again for each of its vectors by
         # MaxPoolGrad (500 rows of 28x28x64: 78 -> 28 ms).
-        return step.operation.argmax(inputs) if step.kind == "max_pooling" else None
+        return step.operation.argmax(inputs) if step.kind is Kind.MAX_POOLING else None
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
         shared = context.shared
         if shared is not None:
             return step.operation.vjp_from_argmax(inputs, shared, relevance)
         if not self.tape_ops and step.operation.is_linear:
-            return step.operation.transpose(relevance, inputs, "all")
+            return step.operation.transpose(relevance, inputs, KEEP)
         return step.operation.vjp(inputs, output, relevance)
 
 
@@ -379,7 +380,7 @@ class ActivationRule(Rule):
     needs_linear = False
 
     def unsupported_reason(self, step):
-        if step.kind != "activation":
+        if step.kind is not Kind.ACTIVATION:
             return f"{type(self).__name__} only applies to activation layers"
         return None
 

@@ -16,6 +16,8 @@ from tensorflow import keras
 import keras_xai
 from keras_xai.deeplift import (DeepLiftActivationRule, DeepLiftBatchNormRule, DeepLiftLinearRule, DeepLiftPass,
                                 StepState, _signed_contributions, _signed_products, split_by_sign)
+from keras_xai.kinds import Kind
+from keras_xai.modifiers import ABSOLUTE, KEEP
 from keras_xai.rules import Context, ReferenceContext
 from native_test_models import cifar_net_logits, randomize
 from numpy_deeplift import NumpyDeepLift, chain_weights, np_linear_rule
@@ -121,7 +123,7 @@ def test_propagate_from_equals_numpy(method):
 
 def _linear_step(model, layer_name, dtype="float64"):
     analyzer = keras_xai.create_analyzer("deep_lift.rescale", model, dtype=dtype)
-    step = next(s for s in analyzer._model.steps if s.layer.name == layer_name and s.kind in ("dense", "conv2d"))
+    step = next(s for s in analyzer._model.steps if s.layer.name == layer_name and s.kind.has_kernel)
     return step
 
 
@@ -213,7 +215,7 @@ def test_signed_contributions_keep_exact_zeros(kind):
 
     @tf.function  # as the engine runs them: compiled, with TF's graph rewrites (oneDNN kernels)
     def both_ways(d):
-        unclamped = (operation.forward([d], "all", "none"), operation.forward([tf.abs(d)], "absolute", "none"))
+        unclamped = (operation.forward([d], KEEP, None), operation.forward([tf.abs(d)], ABSOLUTE, None))
         return _signed_contributions(operation, d), _signed_products(operation, *split_by_sign(d)), unclamped
 
     for run in (both_ways, both_ways.python_function):  # compiled and eager
@@ -240,7 +242,7 @@ def test_batch_norm_step_by_hand(ablation):
     k = model.get_layer("bn").get_weights()[0].astype(np.float64) / np.sqrt(
         model.get_layer("bn").get_weights()[3].astype(np.float64) + 0.01)
     analyzer = keras_xai.create_analyzer("deep_lift.rescale", model, dtype="float64")
-    step = next(s for s in analyzer._model.steps if s.kind == "batch_norm")
+    step = next(s for s in analyzer._model.steps if s.kind is Kind.BATCH_NORM)
     rng = np.random.default_rng(6)
     x, x0 = rng.normal(size=(2, 2, 2, 3)), rng.normal(size=(2, 2, 2, 3))
     m_pos, m_neg = rng.normal(size=x.shape), rng.normal(size=x.shape)

@@ -1,8 +1,6 @@
-"""Each rule against a naive NumPy float64 implementation of its equation (zennit-style).
-
-A Dense or Conv2D layer is written as a matrix ``W`` (inputs x outputs, the convolution unrolled)
-and a bias ``b``; the NumPy rules act on ``z_j = sum_i x_i W_ij + b_j`` for one sample at a time.
-The engine's result is the relevance at the layer input after injecting ``R`` at its output.
+"""Each rule inside the engine, on one-layer Keras models, against the NumPy float64 equations of
+``numpy_rules.py``: the relevance at the layer input after injecting ``R`` at its output.
+(``test_rules_on_one_step.py`` calls the rules on a single step, without a model or the engine.)
 """
 import numpy as np
 import pytest
@@ -10,93 +8,11 @@ from tensorflow import keras
 
 import keras_xai
 from keras_xai import rules
+from keras_xai.canonize import Step
+from keras_xai.kinds import Kind
+from numpy_rules import CASES, conv_matrix, np_alpha_beta, np_epsilon, np_gamma
 
 SEEDS = [0, 1, 2]
-EPSILON = 1e-7  # iNNvestigate's safe_divide stabiliser
-
-
-def safe(z):
-    return z + EPSILON * (z == 0)
-
-
-def pos(a):
-    return a * (a > 0)
-
-
-def neg(a):
-    return a * (a < 0)
-
-
-# --- the equations, one sample, matrix form -------------------------------------------------
-
-def np_z(x, W, b, R, bias=True):
-    z = x @ W + (b if bias else 0)
-    return x * (W @ (R / safe(z)))
-
-
-def np_epsilon(x, W, b, R, epsilon, bias=True):
-    z = x @ W + (b if bias else 0)
-    return x * (W @ (R / (z + epsilon * np.where(z >= 0, 1.0, -1.0))))
-
-
-def np_gamma(x, W, b, R, gamma, bias=True):
-    """The z-rule on W + gamma W+ and b + gamma b+."""
-    W_gamma = W + gamma * pos(W)
-    z = x @ W_gamma + ((b + gamma * pos(b)) if bias else 0)
-    return x * (W_gamma @ (R / safe(z)))
-
-
-def np_alpha_beta(x, W, b, R, alpha, beta, bias=True):
-    """Per-connection form: (x_i w_ij)^+ over their sum; with bias, both denominators get the
-    whole bias b_j = b_j^+ + b_j^- (iNNvestigate's convention)."""
-    contributions = x[:, None] * W  # (inputs, outputs)
-    bias_term = b if bias else 0
-    activating = pos(contributions) / safe(pos(contributions).sum(0) + bias_term)
-    inhibiting = neg(contributions) / safe(neg(contributions).sum(0) + bias_term)
-    return (alpha * activating - beta * inhibiting) @ R
-
-
-def np_z_plus_fast(x, W, b, R):
-    return x * (pos(W) @ (R / safe(x @ pos(W))))
-
-
-def np_w_square(x, W, b, R):
-    return (W**2 / safe((W**2).sum(0))) @ R
-
-
-def np_flat(x, W, b, R):
-    connected = (W != 0).astype(float)  # an unrolled convolution connects only its window
-    return (connected / safe(connected.sum(0))) @ R
-
-
-def np_bounded(x, W, b, R, low, high):
-    contributions = x[:, None] * W - low * pos(W) - high * neg(W)
-    return (contributions / safe(contributions.sum(0))) @ R
-
-
-def np_gradient(x, W, b, R):
-    return W @ R
-
-
-# rule object -> NumPy equation
-CASES = {
-    "z": (rules.ZRule(), np_z),
-    "z_ignore_bias": (rules.ZRule(bias=False), lambda *a: np_z(*a, bias=False)),
-    "epsilon": (rules.EpsilonRule(0.5), lambda *a: np_epsilon(*a, 0.5)),
-    "epsilon_ignore_bias": (rules.EpsilonRule(0.5, bias=False), lambda *a: np_epsilon(*a, 0.5, bias=False)),
-    "gamma": (rules.GammaRule(0.25), lambda *a: np_gamma(*a, 0.25)),
-    "gamma_large_ignore_bias": (rules.GammaRule(4.0, bias=False), lambda *a: np_gamma(*a, 4.0, bias=False)),
-    "alpha1_beta0": (rules.AlphaBetaRule(1, 0), lambda *a: np_alpha_beta(*a, 1, 0)),
-    "alpha2_beta1": (rules.AlphaBetaRule(2, 1), lambda *a: np_alpha_beta(*a, 2, 1)),
-    "alpha2_beta1_ignore_bias": (rules.AlphaBetaRule(2, 1, bias=False), lambda *a: np_alpha_beta(*a, 2, 1, bias=False)),
-    "alpha5_beta4": (rules.AlphaBetaRule(5, 4), lambda *a: np_alpha_beta(*a, 5, 4)),
-    "z_plus": (rules.ZPlusRule(), lambda *a: np_alpha_beta(*a, 1, 0, bias=False)),
-    "z_plus_fast": (rules.ZPlusFastRule(), np_z_plus_fast),
-    "w_square": (rules.WSquareRule(), np_w_square),
-    "flat": (rules.FlatRule(), np_flat),
-    "bounded": (rules.BoundedRule(-2.0, 3.0), lambda *a: np_bounded(*a, -2.0, 3.0)),
-    "gradient": (rules.GradientRule(), np_gradient),
-}
 
 
 # --- layers and their matrices ----------------------------------------------------------------
@@ -107,22 +23,6 @@ def dense_layer_model(rng):
     model.set_weights([rng.normal(size=(5, 4)), rng.normal(scale=0.5, size=4)])
     W, b = model.get_weights()
     return model, W.astype(np.float64), b.astype(np.float64)
-
-
-def conv_matrix(kernel, height, width, padding):
-    """Unroll a stride-1 convolution of an (height, width, c_in) input into a matrix."""
-    kh, kw, c_in, c_out = kernel.shape
-    top, left = ((kh - 1) // 2, (kw - 1) // 2) if padding == "same" else (0, 0)
-    out_h, out_w = (height, width) if padding == "same" else (height - kh + 1, width - kw + 1)
-    W = np.zeros((height, width, c_in, out_h, out_w, c_out))
-    for oh in range(out_h):
-        for ow in range(out_w):
-            for i in range(kh):
-                for j in range(kw):
-                    h, w = oh + i - top, ow + j - left
-                    if 0 <= h < height and 0 <= w < width:
-                        W[h, w, :, oh, ow, :] = kernel[i, j]
-    return W.reshape(height * width * c_in, out_h * out_w * c_out)
 
 
 def conv_layer_model(rng, padding):
@@ -359,7 +259,7 @@ def test_max_pooling_from_shared_maxima_equals_max_pool_grad(pool, strides, padd
     rows = tf.constant([0, 0, 1, 1, 1, 2])  # several vectors per sample, as propagate_from sends them
     cotangent = tf.constant(rng.normal(size=(6, *output.shape[1:])).astype(np.float32))
     expected = operation.vjp([tf.gather(x, rows)], tf.gather(output, rows), cotangent)[0]
-    step = type("Step", (), {"kind": "max_pooling", "operation": operation})()
+    step = Step(1, "pool", None, Kind.MAX_POOLING, operation, (0,), tuple(output.shape))
 
     def routed(x, cotangent):
         shared = tf.gather(rules.GradientRule().shared_state(step, [x], output), rows)
@@ -367,27 +267,29 @@ def test_max_pooling_from_shared_maxima_equals_max_pool_grad(pool, strides, padd
                                     rules.Context(shared=shared))[0]
     np.testing.assert_array_equal(routed(x, cotangent).numpy(), expected.numpy())
     np.testing.assert_array_equal(tf.function(routed)(x, cotangent).numpy(), expected.numpy())  # compiled
-    assert rules.GradientRule().shared_state(type("Step", (), {"kind": "activation"})(), [x], output) is None
+    relu = Step(1, "relu", None, Kind.ACTIVATION, None, (0,), tuple(output.shape))
+    assert rules.GradientRule().shared_state(relu, [x], output) is None
 
 
 def test_absolute_weights_are_the_weights_of_sums_and_averages_and_abs_w_otherwise():
-    """Weight kind "absolute" (DeepLIFT's |W| products): unchanged where the weights are non-negative
+    """Modifier ABSOLUTE (DeepLIFT's |W| products): unchanged where the weights are non-negative
     (Add, average pooling with either padding, global average pooling), |W| for Dense and Conv2D."""
     import tensorflow as tf
     from keras_xai import operations as ops
+    from keras_xai.modifiers import ABSOLUTE, KEEP
     rng = np.random.default_rng(5)
     x = tf.constant(rng.normal(size=(2, 5, 5, 3)))
     for operation in (ops.SumOperation(), ops.AveragePoolingOperation((2, 2), (2, 2), "valid"),
                       ops.AveragePoolingOperation((2, 2), (2, 2), "same"), ops.GlobalAveragePoolingOperation(False)):
         inputs = [x, x] if isinstance(operation, ops.SumOperation) else [x]
-        assert "absolute" in operation.supported_weight_kinds
-        z = operation.forward(inputs, "all")
-        np.testing.assert_array_equal(operation.forward(inputs, "absolute").numpy(), z.numpy())
+        assert operation.supports(ABSOLUTE)
+        z = operation.forward(inputs, KEEP)
+        np.testing.assert_array_equal(operation.forward(inputs, ABSOLUTE).numpy(), z.numpy())
         cotangent = tf.constant(rng.normal(size=z.shape))
-        for got, expected in zip(operation.transpose(cotangent, inputs, "absolute"),
-                                 operation.transpose(cotangent, inputs, "all")):
+        for got, expected in zip(operation.transpose(cotangent, inputs, ABSOLUTE),
+                                 operation.transpose(cotangent, inputs, KEEP)):
             np.testing.assert_array_equal(got.numpy(), expected.numpy())
     kernel = tf.Variable(rng.normal(size=(3, 4)))
     dense = ops.DenseOperation(kernel, None, tf.float64)
     flat = tf.constant(rng.normal(size=(2, 3)))
-    np.testing.assert_allclose(dense.forward([flat], "absolute", "none").numpy(), flat.numpy() @ np.abs(kernel.numpy()))
+    np.testing.assert_allclose(dense.forward([flat], ABSOLUTE, None).numpy(), flat.numpy() @ np.abs(kernel.numpy()))
