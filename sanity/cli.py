@@ -20,7 +20,7 @@ from architectures.weights import WeightsFileError
 from keras_xai import graph
 from keras_xai.engines.base import EngineUnavailableError
 
-from . import experiments, methods, pattern_svd, plots, report, simulation
+from . import csc_experiment, experiment_inputs, experiments, methods, pattern_svd, plots, report, simulation
 from .setups import build_setup
 from .store import StoredResultsError
 
@@ -109,10 +109,10 @@ def run_cascading(setup, specs, args, out: Path) -> None:
 
 def run_csc(setup, specs, args, out: Path) -> None:
     specs = [spec for spec in specs if spec.in_csc]
-    result = experiments.cosine_similarity_convergence(setup.model, setup.inputs, specs, setup.injection_layers,
-                                                       n_vectors=5, seed=args.seed, out=out / "per_image",
-                                                       engine=args.engine, most_per_chunk=args.chunk_size,
-                                                       progress=not args.quiet, overwrite=args.overwrite)
+    result = csc_experiment.cosine_similarity_convergence(setup.model, setup.inputs, specs, setup.injection_layers,
+                                                          n_vectors=5, seed=args.seed, out=out / "per_image",
+                                                          engine=args.engine, most_per_chunk=args.chunk_size,
+                                                          progress=not args.quiet, overwrite=args.overwrite)
     summaries = {m: {k: result.summary(m, k) for k in result.injection_layers} for m in result.methods}
     medians = {m: {k: {layer: s["median"] for layer, s in per_k.items()} for k, per_k in per_m.items()}
                for m, per_m in summaries.items()}
@@ -181,7 +181,7 @@ def run_pattern_svd(setup, specs, args, out: Path) -> None:
     layers = graph.keras_of(setup.model).layers  # the model's own Keras (2 or 3)
     kernels = {layer.name: layer.kernel.numpy() for layer in setup.model.layers
                if isinstance(layer, (layers.Dense, layers.Conv2D))}
-    patterns = experiments.fitted_patterns(setup.model, setup.inputs, progress=not args.quiet)
+    patterns = experiment_inputs.fitted_patterns(setup.model, setup.inputs, progress=not args.quiet)
     result = pattern_svd.pattern_singular_values(kernels, patterns)
     _write_json(out / "pattern_svd.json", {**result, **_described(setup),
                                            "n_fit_images": None if setup.inputs.fit_images is None
@@ -238,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
                              "if fewer)")
     parser.add_argument("--seed", type=seed_int, default=0,
                         help="seed of image choice, random classes, vectors, weights")
-    parser.add_argument("--engine", default="native", choices=sorted(keras_xai.api.ENGINES),
+    parser.add_argument("--engine", default="native", choices=sorted(keras_xai.analyzer.ENGINES),
                         help="keras_xai engine (innvestigate and deeplift need the reproduction stack)")
     parser.add_argument("--out", default="results/sanity", type=output_folder, help="output folder")
     parser.add_argument("--overwrite", action="store_true",
@@ -332,7 +332,7 @@ def _run(args, out: Path) -> int:
         setup = build_setup(args.model, args.dataset, args.n_images, args.seed, args.weights, args.data_dir, n_fit)
         if args.patterns is not None:
             try:
-                experiments.use_patterns(setup.model, setup.inputs, args.patterns)
+                experiment_inputs.use_patterns(setup.model, setup.inputs, args.patterns)
             except ValueError as error:  # names the file and the layer or shape that does not fit
                 print(f"error: --patterns: {error}", file=sys.stderr)
                 return 2

@@ -12,7 +12,7 @@ from architectures import cache, data, models, training, zoo
 from architectures.weights import load_weights_file
 
 from . import run_key
-from .experiments import ExperimentInputs
+from .experiment_inputs import ExperimentInputs
 from .randomization import CASCADING_STEPS
 
 # The authors' CSC injection layers (protocols.md), top first.

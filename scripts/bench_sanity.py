@@ -3,7 +3,7 @@
 Runs, in one process and on the same images, for each engine:
 
 - CSC: 5 random vectors injected at each of the 5 injection layers of the appendix-D net, propagated
-  down with every method (``sanity.experiments.cosine_similarity_convergence``);
+  down with every method (``sanity.csc_experiment.cosine_similarity_convergence``);
 - cascading randomization: the maps after each top-down randomization step and their SSIM to the
   original (``sanity.experiments.cascading_randomization``).
 
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from architectures.cache import atomic_write_text  # noqa: E402
-from sanity import experiments, methods  # noqa: E402
+from sanity import csc_experiment, csc_schedule, experiment_inputs, experiments, methods  # noqa: E402
 from sanity.setups import build_setup  # noqa: E402
 
 PROTOCOLS = ("csc", "cascading")
@@ -55,7 +55,7 @@ def run_protocol(protocol: str, setup, specs, engine: str, seed: int):
     """(seconds, result) of one protocol on one engine, from fresh analyzers, nothing stored on disk."""
     started = time.perf_counter()
     if protocol == "csc":
-        result = experiments.cosine_similarity_convergence(
+        result = csc_experiment.cosine_similarity_convergence(
             setup.model, setup.inputs, specs, setup.injection_layers, n_vectors=N_VECTORS, seed=seed, engine=engine,
             chunk_size=len(setup.inputs.indices), progress=False, log=lambda *_: None)
     else:
@@ -118,9 +118,9 @@ def csc_breakdown(setup, specs, seed: int, n_vectors: int = N_VECTORS) -> dict:
     least time the passes' arithmetic takes at the best rate TF's kernels reach here (all cores)."""
     positions = list(range(len(setup.inputs.indices)))
     x = setup.inputs.images[positions]
-    shapes = {name: experiments.sample_shape(setup.model, name) for name in setup.injection_layers}
-    pool = experiments.AnalyzerPool(setup.model, setup.inputs, "native")
-    injected, draw = _cpu_seconds(lambda: experiments.injected_vectors(
+    shapes = {name: csc_schedule.sample_shape(setup.model, name) for name in setup.injection_layers}
+    pool = experiment_inputs.AnalyzerPool(setup.model, setup.inputs, "native")
+    injected, draw = _cpu_seconds(lambda: csc_experiment.injected_vectors(
         setup.inputs, positions, setup.injection_layers, shapes, n_vectors, seed))
     shaped = {name: np.broadcast_to(np.float32(0), vectors.shape) for name, vectors in injected.items()}
     parts = {"draw the vectors": draw}
@@ -130,7 +130,7 @@ def csc_breakdown(setup, specs, seed: int, n_vectors: int = N_VECTORS) -> dict:
         propagated, parts[f"{spec.label} first call"] = _cpu_seconds(
             lambda: analyzer.propagate_from_layers(x, injected, copy=False))
         _, parts[f"{spec.label} statistics"] = _cpu_seconds(lambda: [
-            list(experiments.injection_histograms(results, len(positions), n_vectors))
+            list(csc_experiment.injection_histograms(results, len(positions), n_vectors))
             for results in propagated.values()])
         del propagated
     bounds = _bench_bounds()

@@ -4,7 +4,8 @@ import pytest
 
 import keras_xai
 from architectures.models import cifar_net
-from sanity import csc, experiments, methods, metrics, randomization
+from sanity import csc, csc_experiment, csc_schedule, experiment_inputs, experiments, methods, metrics, randomization
+from sanity.per_image import image_rng
 from sanity.store import StoredResultsError
 
 SPECS = methods.by_label(["Gradient", "GuidedBP", "LRP-z", "LRP-a1b0"])
@@ -21,8 +22,8 @@ def model():
 @pytest.fixture(scope="module")
 def inputs():
     rng = np.random.default_rng(1)
-    return experiments.ExperimentInputs(rng.random((5, 12, 12, 1)), rng.integers(0, 10, 5),
-                                        np.array([7, 3, 11, 20, 5]), (0.0, 1.0))
+    return experiment_inputs.ExperimentInputs(rng.random((5, 12, 12, 1)), rng.integers(0, 10, 5),
+                                              np.array([7, 3, 11, 20, 5]), (0.0, 1.0))
 
 
 def direct_map(model, spec, x, cls):
@@ -63,12 +64,12 @@ def test_cascading_equals_fresh_analyzers_on_randomized_copies(model, inputs):
 
 
 def test_csc_histograms_equal_direct_cosines(model, inputs):
-    result = experiments.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc5", "conv4"], n_vectors=3,
-                                                       seed=9, progress=False)
+    result = csc_experiment.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc5", "conv4"], n_vectors=3,
+                                                          seed=9, progress=False)
     analyzer = keras_xai.create_analyzer("guided_backprop", model)
     expected_fine = 0
     for position, index in enumerate(inputs.indices):
-        rng = experiments.image_rng(9, index)
+        rng = image_rng(9, index)
         rng.standard_normal((3, 1024))  # the fc5 vectors come first
         vectors = rng.standard_normal((3, 6, 6, 128)).astype("float32")
         paths = analyzer.propagate_from(np.repeat(inputs.images[position:position + 1], 3, axis=0), "conv4", vectors)
@@ -84,39 +85,39 @@ def test_csc_statistics_shared_between_layers_with_one_relevance_tensor(model, i
     # LRP passes relevance through ReLUs: a conv layer and its ReLU report the same tensor, whose
     # statistics are computed once; every layer must still equal a direct computation.
     spec = methods.by_label(["LRP-z"])[0]
-    result = experiments.cosine_similarity_convergence(model, inputs, [spec], ["fc5"], n_vectors=3, seed=4,
-                                                       progress=False)
+    result = csc_experiment.cosine_similarity_convergence(model, inputs, [spec], ["fc5"], n_vectors=3, seed=4,
+                                                          progress=False)
     analyzer = keras_xai.create_analyzer(spec.analyzer, model, **spec.parameters((0.0, 1.0)))
     expected = {}
     for position, index in enumerate(inputs.indices):
-        vectors = experiments.image_rng(4, index).standard_normal((3, 1024)).astype("float32")
+        vectors = image_rng(4, index).standard_normal((3, 1024)).astype("float32")
         x = np.repeat(inputs.images[position:position + 1], 3, axis=0)
         for layer, paths in analyzer.propagate_from(x, "fc5", vectors).items():
             expected[layer] = expected.get(layer, 0) + csc.histograms(csc.pairwise_abs_cosine(paths[None]))[0]
     shared = [(a, b) for a, b in zip(result.layers, result.layers[1:]) if a.startswith("conv") and b.startswith("relu")]
     assert shared  # the model has conv -> ReLU pairs, with one buffer each
     views = analyzer.propagate_from_layers(inputs.images, {"fc5": np.zeros((15, 1024), np.float32)}, copy=False)["fc5"]
-    assert all(experiments._buffer(views[a]) == experiments._buffer(views[b]) for a, b in shared)
+    assert all(csc_experiment._buffer(views[a]) == csc_experiment._buffer(views[b]) for a, b in shared)
     for layer, fine in expected.items():
         np.testing.assert_array_equal(result.fine[0, 0, result.layers.index(layer)], fine, err_msg=layer)
 
 
 def test_csc_is_the_same_with_every_injection_in_its_own_call(model, inputs, monkeypatch):
     layers = ["fc6", "fc5", "conv4", "conv2"]
-    together = experiments.cosine_similarity_convergence(model, inputs, SPECS[2:], layers, n_vectors=3, seed=5,
-                                                         chunk_size=4, progress=False)
-    assert experiments._injection_groups(model, together.layers, layers, 12) == [layers]
-    monkeypatch.setattr(experiments, "INJECTION_GROUP_BYTES", 0)
-    assert experiments._injection_groups(model, together.layers, layers, 12) == [[name] for name in layers]
-    alone = experiments.cosine_similarity_convergence(model, inputs, SPECS[2:], layers, n_vectors=3, seed=5,
-                                                      chunk_size=4, progress=False)  # the same images per call
+    together = csc_experiment.cosine_similarity_convergence(model, inputs, SPECS[2:], layers, n_vectors=3, seed=5,
+                                                            chunk_size=4, progress=False)
+    assert csc_schedule.injection_groups(model, together.layers, layers, 12) == [layers]
+    monkeypatch.setattr(csc_schedule, "INJECTION_GROUP_BYTES", 0)
+    assert csc_schedule.injection_groups(model, together.layers, layers, 12) == [[name] for name in layers]
+    alone = csc_experiment.cosine_similarity_convergence(model, inputs, SPECS[2:], layers, n_vectors=3, seed=5,
+                                                         chunk_size=4, progress=False)  # the same images per call
     np.testing.assert_array_equal(together.fine, alone.fine)
     np.testing.assert_array_equal(together.coarse, alone.coarse)
 
 
 def test_csc_refuses_an_injection_layer_given_twice(model, inputs):
     with pytest.raises(ValueError, match=r"unique, \['fc5'\] appear"):
-        experiments.cosine_similarity_convergence(model, inputs, SPECS[:1], ["fc5", "conv3", "fc5"], progress=False)
+        csc_experiment.cosine_similarity_convergence(model, inputs, SPECS[:1], ["fc5", "conv3", "fc5"], progress=False)
 
 
 def test_csc_statistics_errors_reach_the_caller(model, inputs, monkeypatch):
@@ -124,7 +125,7 @@ def test_csc_statistics_errors_reach_the_caller(model, inputs, monkeypatch):
         raise FloatingPointError("broken statistics")
     monkeypatch.setattr(csc, "pairwise_abs_cosine", broken)
     with pytest.raises(FloatingPointError, match="broken statistics"):
-        experiments.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc5"], n_vectors=2, progress=False)
+        csc_experiment.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc5"], n_vectors=2, progress=False)
 
 
 def test_csc_errors_of_the_tracing_ahead_reach_the_caller(model, inputs, monkeypatch):
@@ -136,22 +137,22 @@ def test_csc_errors_of_the_tracing_ahead_reach_the_caller(model, inputs, monkeyp
             raise RuntimeError("broken trace")
     monkeypatch.setattr(keras_xai.analyzer.NativeAnalyzer, "prepare_propagate_from_layers", broken)
     with pytest.raises(RuntimeError, match="broken trace"):
-        experiments.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc5"], n_vectors=2, progress=False)
+        csc_experiment.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc5"], n_vectors=2, progress=False)
     assert len(calls) == 2
 
 
 def test_csc_chunk_size_fits_the_results_budget(model, monkeypatch):
     layers = ["fc5", "conv4"]
-    assert experiments.csc_chunk_size(model, layers, 5) == 16  # the small net: capped
-    assert experiments.csc_chunk_size(model, layers, 5, most=3) == 3
-    names = experiments._layer_names(model)
-    sizes = [experiments._known_size(model, name) for name in names]
+    assert csc_schedule.csc_chunk_size(model, layers, 5) == 16  # the small net: capped
+    assert csc_schedule.csc_chunk_size(model, layers, 5, most=3) == 3
+    names = csc_schedule.layer_names(model)
+    sizes = [csc_schedule._known_size(model, name) for name in names]
     per_image = 4 * 5 * sum(sum(sizes[:names.index(name) + 1]) for name in layers)
-    monkeypatch.setattr(experiments, "INJECTION_GROUP_BYTES", 3 * per_image + 1)
-    assert experiments.csc_chunk_size(model, layers, 5) == 3
-    monkeypatch.setattr(experiments, "INJECTION_GROUP_BYTES", per_image - 1)
-    assert experiments.csc_chunk_size(model, layers, 5) == 1  # never fewer than one image
-    assert experiments.csc_chunk_size(model, layers, 5, most=0) == 1
+    monkeypatch.setattr(csc_schedule, "INJECTION_GROUP_BYTES", 3 * per_image + 1)
+    assert csc_schedule.csc_chunk_size(model, layers, 5) == 3
+    monkeypatch.setattr(csc_schedule, "INJECTION_GROUP_BYTES", per_image - 1)
+    assert csc_schedule.csc_chunk_size(model, layers, 5) == 1  # never fewer than one image
+    assert csc_schedule.csc_chunk_size(model, layers, 5, most=0) == 1
 
 
 def test_a_layer_applied_twice_has_no_size_known_before_running():
@@ -160,9 +161,9 @@ def test_a_layer_applied_twice_has_no_size_known_before_running():
     x = keras.Input((4,), name="x")
     shared = keras.layers.Dense(4, name="shared")
     net = keras.Model(x, keras.layers.Dense(3, name="logits")(shared(shared(x))))
-    assert experiments._known_size(net, "x") == 4 and experiments._known_size(net, "logits") == 3
-    assert experiments._known_size(net, "shared") is None
-    assert experiments.csc_chunk_size(net, ["logits"], 5, most=16) == 4
+    assert csc_schedule._known_size(net, "x") == 4 and csc_schedule._known_size(net, "logits") == 3
+    assert csc_schedule._known_size(net, "shared") is None
+    assert csc_schedule.csc_chunk_size(net, ["logits"], 5, most=16) == 4
 
 
 def test_runs_resume_and_recompute_damaged_files(model, inputs, tmp_path):
@@ -195,8 +196,8 @@ def test_two_classes_with_patterns_fitted_on_the_training_images(model):
     """PatternNet in the two-classes figure uses the run's training images, and a fit made for
     another experiment of the run (the shared pattern cache) is reused, not repeated."""
     rng = np.random.default_rng(2)
-    inputs = experiments.ExperimentInputs(rng.random((2, 12, 12, 1)), [0, 1], [4, 9], (0.0, 1.0),
-                                          fit_images=rng.random((40, 12, 12, 1)).astype(np.float32))
+    inputs = experiment_inputs.ExperimentInputs(rng.random((2, 12, 12, 1)), [0, 1], [4, 9], (0.0, 1.0),
+                                                fit_images=rng.random((40, 12, 12, 1)).astype(np.float32))
     spec = methods.by_label(["PatternNet"])
     out = experiments.two_classes(model, inputs, 1, (0, 3), spec)
     assert len(inputs.pattern_cache) == 1  # fitted once, into the run's cache
@@ -210,4 +211,4 @@ def test_two_classes_with_patterns_fitted_on_the_training_images(model):
 
 def test_inputs_validation():
     with pytest.raises(ValueError, match="unique"):
-        experiments.ExperimentInputs(np.zeros((2, 4, 4, 1)), [0, 1], [3, 3], (0, 1))
+        experiment_inputs.ExperimentInputs(np.zeros((2, 4, 4, 1)), [0, 1], [3, 3], (0, 1))

@@ -9,7 +9,7 @@ import pytest
 import keras_xai
 from architectures.models import cifar_net
 from architectures.run_lock import RunLock, RunLockedError
-from sanity import experiments, methods
+from sanity import csc_experiment, experiment_inputs, experiments, methods
 from sanity.store import ImageResults, StoredResultsError, npz_bytes
 
 SPECS = methods.by_label(["Gradient", "LRP-z", "SmoothGrad"])  # SmoothGrad: noise drawn per batch
@@ -32,8 +32,8 @@ def make_inputs(n=7, fit=False, change=None):
     images = rng.random((n, 12, 12, 1)).astype(np.float32)
     if change is not None:
         images[change, 0, 0, 0] += 0.5
-    return experiments.ExperimentInputs(images, rng.integers(0, 10, n), np.arange(100, 100 + n), (0.0, 1.0),
-                                        rng.random((30, 12, 12, 1)).astype(np.float32) if fit else None)
+    return experiment_inputs.ExperimentInputs(images, rng.integers(0, 10, n), np.arange(100, 100 + n), (0.0, 1.0),
+                                              rng.random((30, 12, 12, 1)).astype(np.float32) if fit else None)
 
 
 def run(model, inputs, out, specs=SPECS, **options):
@@ -68,9 +68,9 @@ def test_resume_with_another_chunk_size_gives_identical_files(model, tmp_path, e
     def go(out, chunk_size):
         if experiment == "random_logit":
             return run(model, inputs, out, chunk_size=chunk_size)
-        return experiments.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc6", "conv3"], n_vectors=3,
-                                                         seed=3, out=out, chunk_size=chunk_size, progress=False,
-                                                         log=lambda message: None)
+        return csc_experiment.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc6", "conv3"], n_vectors=3,
+                                                            seed=3, out=out, chunk_size=chunk_size, progress=False,
+                                                            log=lambda message: None)
 
     go(tmp_path / "reference", 3)
     resumed = tmp_path / "resumed"
@@ -84,8 +84,8 @@ def test_resume_with_another_chunk_size_gives_identical_files(model, tmp_path, e
     if experiment == "random_logit":
         run(model, inputs, resumed, chunk_size=2, log=messages.append)
     else:
-        experiments.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc6", "conv3"], n_vectors=3, seed=3,
-                                                  out=resumed, chunk_size=5, progress=False, log=messages.append)
+        csc_experiment.cosine_similarity_convergence(model, inputs, SPECS[:2], ["fc6", "conv3"], n_vectors=3, seed=3,
+                                                     out=resumed, chunk_size=5, progress=False, log=messages.append)
     assert any("batch size 3" in message for message in messages)
     same_files(tmp_path / "reference", resumed)
 
@@ -120,8 +120,8 @@ def test_other_images_method_parameters_and_patterns_are_refused(model, tmp_path
     fitted = make_inputs(fit=True)
     run(model, fitted, tmp_path / "patterns", specs=pattern_specs)
     given = make_inputs(fit=True)
-    patterns = experiments.fitted_patterns(model, given)
-    experiments.use_patterns(model, given, {name: 2 * value for name, value in patterns.items()})
+    patterns = experiment_inputs.fitted_patterns(model, given)
+    experiment_inputs.use_patterns(model, given, {name: 2 * value for name, value in patterns.items()})
     with pytest.raises(StoredResultsError, match=r"patterns\.given: null -> "):
         run(model, given, tmp_path / "patterns", specs=pattern_specs)
 
