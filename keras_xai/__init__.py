@@ -6,7 +6,7 @@
 """
 from keras_xai import rules
 from keras_xai.analyzers import list_analyzers
-from keras_xai.api import create_analyzer, register_engine
+from keras_xai.analyzer import create_analyzer, register_engine
 from keras_xai.canonize import UnsupportedLayerError, model_wo_softmax
 from keras_xai.reduction import reduce_channels
 # Methods beyond iNNvestigate 2.x register themselves on import (issue 4).

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 from tensorflow import keras
 
-from keras_xai.api import create_analyzer
+from keras_xai.analyzer import create_analyzer
 
 #: iNNvestigate class name in the file name -> (our method name, parameters).
 REFERENCE_METHODS = {

@@ -9,7 +9,7 @@ imports neither iNNvestigate nor deeplift.
 from __future__ import annotations
 
 from keras_xai.analyzers import declare_engine_method
-from keras_xai.api import register_engine
+from keras_xai.analyzer import register_engine
 from keras_xai.engines import deeplift_engine, innvestigate_engine
 from keras_xai.engines.worker import (
     EngineError, WorkerCallError, WorkerCrashedError, WorkerTimeoutError, get_worker, shutdown_workers,
