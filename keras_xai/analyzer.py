@@ -6,7 +6,6 @@ chunks for SmoothGrad / Integrated Gradients), and returns NumPy arrays.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Callable
 
@@ -36,20 +35,12 @@ POSTPROCESS_FUNCTIONS = {"abs": np.abs, "square": np.square}
 
 
 def _blocks(copies, group: int):
-    """``(concatenated block, number of copies in it)`` of ``group`` copies at a time. The next block
-    is made (noise drawn, copies joined) in a thread while the caller computes on the current one."""
-    def make():
+    """``(concatenated block, number of copies in it)`` of ``group`` copies at a time."""
+    while True:
         block = list(islice(copies, group))
-        return (np.concatenate(block), len(block)) if block else None
-
-    with ThreadPoolExecutor(max_workers=1) as maker:
-        upcoming = maker.submit(make)
-        while True:
-            current = upcoming.result()
-            if current is None:
-                return
-            upcoming = maker.submit(make)
-            yield current
+        if not block:
+            return
+        yield np.concatenate(block), len(block)
 
 
 def assign_rules(model: CanonicalModel, recipe: Recipe, method: str) -> list:
@@ -239,27 +230,14 @@ class NativeAnalyzer:
         """
         x = self._input(x)
         selection = self._selection(x, neuron_selection)
-        if self._recipe.augmentation is not None and self._recipe.postprocess is None \
-                and self._engine.linear_prefix > 0:
-            return self._finish_input(self._mean_over_copies(x, selection), x)
         (relevance,) = self._run(lambda a, s: (self._engine.input_relevance(a, s),), x, selection)
         return self._finish_input(relevance, x)
-
-    def _mean_over_copies(self, x, selection) -> np.ndarray:
-        """The input relevance averaged over the augmentation's copies, summed inside each compiled
-        call before the model's first linear layers (applied once per call instead of per copy)."""
-        total = 0.0
-        for block, count in self._copy_blocks(x, len(x)):
-            summed = self._engine.input_relevance_sum(block, np.concatenate([selection] * count), np.int32(count))
-            total = total + summed.numpy()
-        return total / self._recipe.augmentation.count
 
     def relevances(self, x, neuron_selection="max_activation") -> dict:
         """The back-propagated quantity at the output of every layer.
 
         Relevance for LRP-type methods, the (modified) gradient for the gradient family; the model
-        input's entry equals :meth:`analyze` (SmoothGrad / Integrated Gradients: up to float rounding,
-        as ``analyze`` sums the copies before the first linear layers). Keys are layer names (Dropout layers report the
+        input's entry equals :meth:`analyze`. Keys are layer names (Dropout layers report the
         quantity at their input, which they pass through).
         """
         return self._relevances_on(self._engine, x, neuron_selection)

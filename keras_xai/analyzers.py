@@ -262,7 +262,7 @@ def input_t_gradient(postprocess=None) -> Recipe:
 @register("deconvnet", "gradient", reduction="max_abs")
 def deconvnet() -> Recipe:
     """Deconvnet: ReLUs act on the backward signal (Zeiler & Fergus 2014)."""
-    rules = ((SELECTORS["activation"], DeconvRule()), (SELECTORS["any"], GradientRule(tape_ops=False)))
+    rules = ((SELECTORS["activation"], DeconvRule()), (SELECTORS["any"], GradientRule()))
     # iNNvestigate starts Deconvnet and Guided Backprop from the output value, not from 1.
     return Recipe(rules, head="value", activations=_RELU_ONLY)
 
@@ -270,7 +270,7 @@ def deconvnet() -> Recipe:
 @register("guided_backprop", "gradient", reduction="max_abs")
 def guided_backprop() -> Recipe:
     """Guided backprop: gradient with ReLUs also applied to the backward signal (Springenberg 2015)."""
-    rules = ((SELECTORS["activation"], GuidedRule()), (SELECTORS["any"], GradientRule(tape_ops=False)))
+    rules = ((SELECTORS["activation"], GuidedRule()), (SELECTORS["any"], GradientRule()))
     return Recipe(rules, head="value", activations=_RELU_ONLY)
 
 

@@ -16,14 +16,13 @@ Without a reference pass nothing of this runs: the other methods' passes are unc
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from keras_xai.canonize import CanonicalModel
-from keras_xai.rules import Context, GradientRule, ReferenceContext
+from keras_xai.rules import Context, ReferenceContext
 
 #: What the backward pass starts from at the selected output unit k:
 #: "gradient" -> 1 (gradient family), "value" -> y_k (LRP), "relu_value" -> max(0, y_k) (Deep Taylor).
@@ -174,9 +173,8 @@ class Engine:
             one_hot = one_hot * tf.nn.relu(flat)
         return tf.reshape(one_hot, tf.shape(output))
 
-    def _backward(self, activations: dict, start: int, relevance, reference=None, stop: int = 0,
-                  shared: dict | None = None) -> dict:
-        """Relevance at the output of every step at or below ``start`` (down to ``stop``) that it reaches.
+    def _backward(self, activations: dict, start: int, relevance, reference=None, shared: dict | None = None) -> dict:
+        """Relevance at the output of every step at or below ``start`` that it reaches.
 
         ``reference`` is ``(reference activations, states)`` from :meth:`_forward_with_reference`;
         ``shared`` the rules' :meth:`~keras_xai.rules.Rule.shared_state` per step, one row per row of
@@ -186,13 +184,13 @@ class Engine:
             relevance = self._reference_pass.start(relevance)
         pending = {start: [relevance]}
         reached = {}
-        for index in range(start, stop - 1, -1):
+        for index in range(start, -1, -1):
             parts = pending.pop(index, None)
             if parts is None:
                 continue
             total = parts[0] if len(parts) == 1 else _sum(parts)
             reached[index] = total
-            if index == stop:
+            if index == 0:  # the model input
                 break
             step = self._steps[index]
             inputs = [activations[i] for i in step.inputs]
@@ -300,48 +298,6 @@ class Engine:
                 return reached.get(0, tf.zeros_like(x))
             return self._tf_function(input_relevance, *self._signature(self._selection_spec))
         return self._call("input", build, x, selection)
-
-    @functools.cached_property
-    def linear_prefix(self) -> int:
-        """The highest step ``p`` such that steps 1..p form a chain from the input whose rules map
-        relevance linearly and independently of the activations (the gradient through Conv2D,
-        Dense, BatchNormalization, Flatten, ZeroPadding ...); 0 if there is none.
-
-        Summed over copies of the input (SmoothGrad, Integrated Gradients), the relevance at the
-        input is then the chain applied once to the summed relevance at step ``p``."""
-        consumers = {}
-        for step in self._steps[1:]:
-            for source in step.inputs:
-                consumers[source] = consumers.get(source, 0) + 1
-        prefix = 0
-        for step in self._steps[1:self._output + 1]:  # never past the output step
-            linear_map = step.is_linear or step.kind.only_rearranges
-            if (step.inputs != (prefix,) or consumers.get(prefix, 0) != 1 or not linear_map
-                    or type(self._rules[step.index]) is not GradientRule):
-                break
-            prefix = step.index
-        return prefix if self._reference_pass is None else 0
-
-    def input_relevance_sum(self, x, selection, copies) -> tf.Tensor:
-        """Sum over ``copies`` equal blocks of ``x`` (block-major rows) of the input relevance: the
-        backward pass down to :attr:`linear_prefix` per copy, the sum, then the prefix once."""
-        def build():
-            needed = self._ancestors(self._output)
-            prefix = self.linear_prefix
-
-            def input_relevance_sum(x, selection, copies):
-                activations = self._forward(x, needed)
-                head = self._output_relevance(activations[self._output], selection)
-                # The output depends on the input only through the prefix chain: the pass reaches it.
-                at_prefix = self._backward(activations, self._output, head, stop=prefix)[prefix]
-                per_copy = tf.shape(x)[0] // copies
-                summed = tf.reduce_sum(tf.reshape(at_prefix, tf.concat([[copies, per_copy], tf.shape(at_prefix)[1:]], 0)), 0)
-                # The prefix's rules only read the shapes of their inputs: those of the first copy.
-                first_copy = {i: a[:per_copy] for i, a in activations.items() if i <= prefix}
-                return self._backward(first_copy, prefix, summed)[0]
-            return self._tf_function(input_relevance_sum, self._input_spec, self._selection_spec,
-                                     tf.TensorSpec([], tf.int32))
-        return self._compiled("input_sum", build)(x, selection, copies)
 
     def relevances(self, x, selection) -> tuple:
         """Relevance at every reported step's output (order of :meth:`reported_steps`)."""

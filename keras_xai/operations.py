@@ -101,31 +101,6 @@ class LinearOperation(Operation):
         return self._cache[(name, modifier)]
 
 
-#: ``c K^T`` by ``(K c^T)^T`` for at most this many rows of ``c``: oneDNN's matmul with a transposed
-#: second operand is slow for few rows. Measured (2 cores, ms, ``c @ K^T`` vs ``(K @ c^T)^T``):
-#: 8192x1024 kernel: 20 rows 15.2 vs 4.2, 64 rows 18.1 vs 8.7, 128 rows 21.8 vs 15.5, 512 rows 52.8 vs
-#: 60.2; 4096x4096: 64 rows 32.8 vs 15.2, 1024 rows 163 vs 163. Both are exact up to float rounding,
-#: which may differ: results of one sample can then differ in the last bits between batch sizes.
-FEW_ROWS = 256
-#: Kernels smaller than this (elements) keep the plain form: no gain, a transpose more.
-LARGE_KERNEL = 1 << 20
-
-
-def times_transposed_kernel(rows: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-    """``rows @ kernel^T`` for ``rows`` (n, out) and ``kernel`` (in, out), the faster way for n."""
-    def plain():
-        return tf.matmul(rows, kernel, transpose_b=True)
-
-    def transposed():
-        return tf.transpose(tf.matmul(kernel, rows, transpose_b=True))
-
-    if kernel.shape.num_elements() is None or kernel.shape.num_elements() < LARGE_KERNEL:
-        return plain()
-    if tf.executing_eagerly():
-        return transposed() if rows.shape[0] <= FEW_ROWS else plain()
-    return tf.cond(tf.shape(rows)[0] <= FEW_ROWS, transposed, plain)  # the batch size is known at run time
-
-
 class DenseOperation(LinearOperation):
     """Keras ``Dense`` without its activation: ``z = x W + b`` on the last axis of ``x``."""
 
@@ -152,24 +127,14 @@ class DenseOperation(LinearOperation):
     def transpose(self, cotangent, inputs, weights=KEEP):
         return self.transpose_with_kernel(cotangent, inputs, self.parameter("weights", weights))
 
-    def vjp(self, inputs, output, cotangent):
-        # The very op tf.GradientTape runs, so that the gradient's propagate_from is the tape's VJP
-        # bit for bit (the faster form rounds differently).
-        kernel = self.parameter("weights", KEEP)
-        return self._times_transposed(cotangent, inputs, kernel,
-                                      lambda rows: tf.matmul(rows, kernel, transpose_b=True))
-
     def transpose_with_kernel(self, cotangent, inputs, kernel) -> list:
-        """``[K^T cotangent]`` for a caller-given ``kernel`` shaped like the layer's (PatternNet's A)."""
-        return self._times_transposed(cotangent, inputs, kernel, lambda rows: times_transposed_kernel(rows, kernel))
-
-    @staticmethod
-    def _times_transposed(cotangent, inputs, kernel, product) -> list:
+        """``[K^T cotangent]`` for a caller-given ``kernel`` shaped like the layer's (PatternNet's A).
+        With the layer's kernel, the op ``tf.GradientTape`` runs: the gradient is the tape's bit for bit."""
         x = inputs[0]
         if x.shape.rank == 2:
-            return [product(cotangent)]
+            return [tf.matmul(cotangent, kernel, transpose_b=True)]
         flat = tf.reshape(cotangent, [-1, kernel.shape[-1]])
-        return [tf.reshape(product(flat), tf.shape(x))]
+        return [tf.reshape(tf.matmul(flat, kernel, transpose_b=True), tf.shape(x))]
 
     def kernel_vjp(self, inputs, cotangent) -> tf.Tensor:
         """``sum over samples (and leading axes) of x_i * cotangent_j``, shaped (inputs, channels of

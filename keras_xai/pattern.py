@@ -6,32 +6,9 @@ Both methods replace, in the backward pass of the gradient, the weights of every
 gradient mask; every other layer is traversed with its gradient. Both start from the value of the
 selected output unit, as iNNvestigate 1.x does.
 
-Patterns (two-component estimator ``S_a+-``, eqs. 9 and 40-41)
-----------------------------------------------------------------
-For every kernel layer, unit ``j`` with weight vector ``w_j``, input ``x`` (for a Conv2D: every
-input patch, so each output position counts as one sample) and bias-free output ``y_j = w_j^T x``,
-the statistics are taken over the samples where the unit is *active*, ``E_+`` (see below)::
-
-    cov_j = E_+[x y_j] - E_+[x] E[y_j]
-    a_j   = cov_j / (w_j^T cov_j)
-
-This is what iNNvestigate 1.0.x computes (``tools/pattern.py``, ``pattern_type="relu"``):
-
-- ``E[y_j]`` is the mean over *all* samples (``mean_y="all"``, the default; Kindermans et al.'s
-  formula). Sixt et al. write ``E_+[y]`` in eq. 40; ``mean_y="active"`` gives that variant, for
-  which ``a_j = cov_+[x] w_j / (w_j^T cov_+[x] w_j)`` (eq. 41) holds exactly.
-- A unit is active where the input of the ReLU that follows the layer is > 0. That ReLU is found by
-  walking from the layer through a fused activation, ``BatchNormalization`` and ``Add`` (the layers
-  iNNvestigate's activation search walks through); a layer not followed by a ReLU (the logits)
-  uses its own output, bias included, > 0.
-- Divisions by zero are guarded as in iNNvestigate: ``a / (b + [b == 0])``; a unit that is never
-  active gets a zero pattern.
-- ``pattern_type="linear"`` uses every sample (the linear estimator ``S_a``, eq. 9 with the plain
-  covariance).
-
-The statistics are streamed: per batch the engine adds ``sum x``, ``sum x y`` (computed like a
-kernel gradient, without extracting patches), the counts and ``sum y`` into float64 accumulators,
-so memory does not depend on the number of images.
+The patterns are those of the two-component estimator ``S_a+-`` (:mod:`keras_xai.pattern_estimator`);
+the rule that uses them is :mod:`keras_xai.pattern_rule`. This module is the analyzer: fitting
+(streamed statistics), loading and saving patterns.
 
 Differences from iNNvestigate 1.x
 ---------------------------------
@@ -54,23 +31,19 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from keras_xai.analyzer import NativeAnalyzer
-from keras_xai.analyzers import SELECTORS, Recipe, register
+from keras_xai.analyzers import Recipe, register
 from keras_xai.kinds import Kind
 from keras_xai.modifiers import KEEP
-from keras_xai.rules import NO_CONTEXT, GradientRule, Rule
+from keras_xai.pattern_estimator import MEAN_Y_CHOICES, PATTERN_TYPES, PatternStatistics, patterns_from_statistics
+from keras_xai.pattern_rule import PatternRule, pattern_recipe
 from keras_xai.validation import check_batch
 
-#: Estimators :meth:`PatternAnalyzer.fit` offers (iNNvestigate 1.x's ``pattern_type``).
-PATTERN_TYPES = ("relu", "linear")
-#: Which mean of the output the covariance subtracts (see the module docstring).
-MEAN_Y_CHOICES = ("all", "active")
 #: Steps the search for "the ReLU that follows" walks through (per-unit, shape-preserving).
 _MASK_SEARCH_KINDS = frozenset({Kind.BATCH_NORM, Kind.ADD})
 
@@ -78,115 +51,6 @@ _MASK_SEARCH_KINDS = frozenset({Kind.BATCH_NORM, Kind.ADD})
 class PatternsNotFittedError(RuntimeError):
     """A pattern method was used before its patterns were fitted or loaded."""
 
-
-# --- the estimator, in NumPy -----------------------------------------------------------------------
-
-@dataclass
-class PatternStatistics:
-    """Streaming sums for one kernel layer (float64).
-
-    Attributes
-    ----------
-    rows : float
-        Number of samples seen (for a Conv2D: images x output positions).
-    active : array (units,)
-        How many of them had the unit active.
-    sum_x, sum_xy : arrays shaped like the kernel
-        Sum over active samples of the input (patch) ``x`` and of ``x * y_j``.
-    sum_y, sum_y_active : arrays (units,)
-        Sum of the bias-free output ``y_j`` over all samples and over the active ones.
-    """
-
-    rows: float
-    active: np.ndarray
-    sum_x: np.ndarray
-    sum_xy: np.ndarray
-    sum_y: np.ndarray
-    sum_y_active: np.ndarray
-
-
-def _guarded(denominator: np.ndarray) -> np.ndarray:
-    # iNNvestigate's safe_divide: a / (b + [b == 0]).
-    return denominator + (denominator == 0)
-
-
-def patterns_from_statistics(statistics: PatternStatistics, kernel: np.ndarray, mean_y: str = "all") -> np.ndarray:
-    """The pattern ``A`` (shaped like ``kernel``) of the two-component estimator.
-
-    ``a_j = cov_j / (w_j^T cov_j)`` with ``cov_j = E_+[x y_j] - E_+[x] m_j`` and ``m_j = E[y_j]``
-    (``mean_y="all"``, iNNvestigate 1.x) or ``E_+[y_j]`` (``"active"``, Sixt et al. eq. 40).
-    Units never active get a zero pattern.
-    """
-    if mean_y not in MEAN_Y_CHOICES:
-        raise ValueError(f"mean_y must be one of {MEAN_Y_CHOICES}, got {mean_y!r}")
-    kernel = np.asarray(kernel, dtype=np.float64)
-    units = kernel.shape[-1]
-    active = _guarded(np.asarray(statistics.active, dtype=np.float64))
-    mean_x = np.reshape(statistics.sum_x, (-1, units)) / active
-    mean_xy = np.reshape(statistics.sum_xy, (-1, units)) / active
-    if mean_y == "all":
-        mean_of_y = np.asarray(statistics.sum_y) / max(float(statistics.rows), 1.0)
-    else:
-        mean_of_y = np.asarray(statistics.sum_y_active) / active
-    covariance = mean_xy - mean_x * mean_of_y
-    along_weights = np.sum(kernel.reshape(-1, units) * covariance, axis=0)
-    return (covariance / _guarded(along_weights)).reshape(kernel.shape)
-
-
-# --- the backward rule ---------------------------------------------------------------------------
-
-class PatternStore:
-    """The pattern variables of one analyzer, by layer name (filled by :class:`PatternAnalyzer`).
-
-    They are read inside the compiled passes, so assigning new patterns never retraces.
-    """
-
-    def __init__(self):
-        self.variables: dict = {}
-
-
-class PatternRule(Rule):
-    r"""PatternNet (:math:`r_{in} = A\, r_{out}`) or PatternAttribution
-    (:math:`r_{in} = (W \odot A)\, r_{out}`) at a Dense/Conv2D layer: the transpose of the layer
-    with its kernel replaced, the bias ignored.
-
-    Parameters
-    ----------
-    store : PatternStore
-        Where the pattern of each layer is looked up by layer name.
-    attribution : bool
-        Use ``W * A`` (PatternAttribution) instead of ``A`` (PatternNet).
-    """
-
-    def __init__(self, store: PatternStore, attribution: bool):
-        self.store = store
-        self.attribution = bool(attribution)
-
-    def __repr__(self):
-        return f"PatternRule(attribution={self.attribution})"
-
-    def unsupported_reason(self, step):
-        if not step.kind.has_kernel:
-            return "patterns exist for Dense and Conv2D layers only"
-        return None
-
-    def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
-        kernel = tf.convert_to_tensor(self.store.variables[step.layer.name])
-        if self.attribution:
-            kernel = kernel * step.operation.parameter("weights", KEEP)
-        return step.operation.transpose_with_kernel(relevance, inputs, kernel)
-
-
-def _pattern_recipe(attribution: bool) -> Recipe:
-    rules = (
-        (SELECTORS["kernel"], PatternRule(PatternStore(), attribution)),
-        # ReLUs: the gradient mask; BatchNorm, Add, average pooling: their gradient.
-        (SELECTORS["any"], GradientRule()),
-    )
-    return Recipe(rules, head="value", activations=("relu", "linear"))
-
-
-# --- the analyzer --------------------------------------------------------------------------------
 
 def _summed(values, axes) -> tf.Tensor:
     """Per-unit sum over ``axes`` (in the compute dtype: one batch), as float64 for accumulating."""
@@ -519,10 +383,10 @@ class PatternAnalyzer(NativeAnalyzer):
 @register("pattern.net", "pattern", reduction="sum", analyzer_class=PatternAnalyzer)
 def pattern_net(patterns=None) -> Recipe:
     """PatternNet: the gradient with every kernel replaced by its fitted pattern A (eq. 10)."""
-    return _pattern_recipe(attribution=False)
+    return pattern_recipe(attribution=False)
 
 
 @register("pattern.attribution", "pattern", reduction="sum", analyzer_class=PatternAnalyzer)
 def pattern_attribution(patterns=None) -> Recipe:
     """PatternAttribution: the gradient with every kernel replaced by W * A (eq. 11)."""
-    return _pattern_recipe(attribution=True)
+    return pattern_recipe(attribution=True)

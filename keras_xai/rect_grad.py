@@ -128,5 +128,5 @@ def rect_grad(percentile: float | None = 98.0, threshold: float | None = None) -
         if not np.isfinite(float(threshold)):
             raise ValueError(f"rect_grad: threshold must be a finite number, got {threshold}")
         rule = RectGradRule(threshold=float(threshold))
-    rules = ((SELECTORS["activation"], rule), (SELECTORS["any"], GradientRule(tape_ops=False)))
+    rules = ((SELECTORS["activation"], rule), (SELECTORS["any"], GradientRule()))
     return Recipe(rules, head="gradient", activations=_RELU_ONLY)

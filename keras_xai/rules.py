@@ -345,32 +345,19 @@ class BoundedRule(Rule):
 
 @dataclass(frozen=True)
 class GradientRule(Rule):
-    r"""The chain rule: :math:`R_i = \sum_j \frac{\partial y_j}{\partial x_i} R_j`. Works on every step.
+    r"""The chain rule: :math:`R_i = \sum_j \frac{\partial y_j}{\partial x_i} R_j`. Works on every step,
+    with the ops ``tf.GradientTape`` runs, so that gradients are the tape's bit for bit."""
 
-    Parameters
-    ----------
-    tape_ops : bool
-        True: the ops ``tf.GradientTape`` runs, so that gradients are the tape's bit for bit (the
-        gradient methods; max pooling with several vectors per sample uses the maxima found once per
-        sample, MaxPoolGradWithArgmax, with MaxPoolGrad's numbers). False: linear layers by their
-        fastest transpose, equal up to rounding (Dense with few rows: 2x faster; the modified-gradient
-        methods).
-    """
-
-    tape_ops: bool = True
     needs_linear = False
 
     def shared_state(self, step, inputs, output):
         # Max pooling: the maxima are found once per sample, not again for each of its vectors by
-        # MaxPoolGrad (500 rows of 28x28x64: 78 -> 28 ms).
+        # MaxPoolGrad (500 rows of 28x28x64: 78 -> 28 ms); MaxPoolGradWithArgmax gives MaxPoolGrad's numbers.
         return step.operation.argmax(inputs) if step.kind is Kind.MAX_POOLING else None
 
     def __call__(self, step, inputs, output, relevance, context=NO_CONTEXT):
-        shared = context.shared
-        if shared is not None:
-            return step.operation.vjp_from_argmax(inputs, shared, relevance)
-        if not self.tape_ops and step.operation.is_linear:
-            return step.operation.transpose(relevance, inputs, KEEP)
+        if context.shared is not None:
+            return step.operation.vjp_from_argmax(inputs, context.shared, relevance)
         return step.operation.vjp(inputs, output, relevance)
 
 

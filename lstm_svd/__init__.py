@@ -11,6 +11,9 @@ Layers (pure functions first, then experiments, then figures):
 - :mod:`lstm_svd.experiments`: experiment functions returning plain results.
 - :mod:`lstm_svd.generative`: LSTM autoencoder, LSTM VAE, classifier on VAE samples, h -> image decoder.
 - :mod:`lstm_svd.plots`, :mod:`lstm_svd.report`: figures and ``report.md``.
+- :mod:`lstm_svd.context`: what every command needs, loaded once; :mod:`lstm_svd.commands` runs the
+  commands (:mod:`lstm_svd.commands_classifier`, :mod:`lstm_svd.commands_generative`,
+  :mod:`lstm_svd.commands_gates`) and writes their files; :mod:`lstm_svd.cli` parses the command line.
 
 Command line: ``python -m lstm_svd {train,output-layer,lowrank,embed,autoencoder,vae,gates,all} --out DIR``
 (``--quick`` for a few-minute run); see ``python -m lstm_svd --help``.

@@ -134,36 +134,27 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
 def injection_histograms(propagated: dict, n_images: int, n_vectors: int):
     """Per layer of one injection's results (layer -> ``n_vectors`` rows per image, image-major):
     ``(layer, vector size, (fine, coarse))``, the per-image CSC histograms of :func:`csc.row_histograms`.
-    Arrays that are one tensor (LRP's relevance at a conv layer and its ReLU, Dropout) are counted once."""
-    done = {}  # buffer -> (histograms, array): the array is kept so that its memory serves no other meanwhile
+    Layers with equal values (LRP's relevance at a conv layer and at its ReLU, a Dropout layer and its
+    input) are counted once: comparing is far cheaper than the pairwise cosines."""
+    done = []  # (values, histograms) of the layers counted so far
     for layer_name, values in propagated.items():
         values = np.asarray(values)
-        buffer = _buffer(values)
-        if buffer not in done:
+        histograms = next((h for seen, h in done if seen.shape == values.shape and np.array_equal(seen, values)), None)
+        if histograms is None:
             per_image = values.reshape(n_images, n_vectors, *values.shape[1:])
-            done[buffer] = (csc.row_histograms(csc.pairwise_abs_cosine(per_image)), values)
-        yield layer_name, _layer_vector_size(values.shape[1:]), done[buffer][0]
-
-
-def _buffer(array: np.ndarray) -> tuple:
-    """What makes two arrays the same values while both are alive: memory, shape, strides, dtype."""
-    return array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.str
+            histograms = csc.row_histograms(csc.pairwise_abs_cosine(per_image))
+            done.append((values, histograms))
+        yield layer_name, _layer_vector_size(values.shape[1:]), histograms
 
 
 def injected_vectors(inputs: ExperimentInputs, positions, injection_layers, shapes: dict, n_vectors: int,
-                      seed: int) -> dict:
+                     seed: int) -> dict:
     """Layer -> the N(0, I) vectors injected there, (images * vectors, *shape), image-major: drawn
-    from ``per_image.image_rng(seed, index)`` of each image, in the order of ``injection_layers``
-    (images in two threads: NumPy's generators release the GIL; 0.12 -> 0.07 s for 20 MNIST images). Each
-    image's draws go straight into its rows (float64 -> float32 as ``astype``): no per-image arrays
-    to concatenate afterwards."""
+    from ``per_image.image_rng(seed, index)`` of each image, in the order of ``injection_layers``. Each
+    image's draws go straight into its rows (float64 -> float32 as ``astype``)."""
     injected = {name: np.empty((len(positions) * n_vectors, *shapes[name]), np.float32) for name in injection_layers}
-
-    def draw(row, position):
+    for row, position in enumerate(positions):
         rng = per_image.image_rng(seed, inputs.indices[position])
         for name in injection_layers:
             injected[name][row * n_vectors:(row + 1) * n_vectors] = rng.standard_normal((n_vectors, *shapes[name]))
-
-    with ThreadPoolExecutor(max_workers=2) as threads:
-        list(threads.map(draw, range(len(positions)), positions))
     return injected

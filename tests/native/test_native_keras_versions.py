@@ -49,13 +49,6 @@ def test_each_model_is_read_with_its_own_keras(twins):
     assert graph.weights_suffix(modern) == ".weights.h5" and graph.weights_suffix(legacy) == ".h5"
 
 
-#: Methods whose maps differ in the last float32 bits between the two Kerases (measured: 2.4e-7 absolute
-#: on maps of magnitude 0.25 for lrp.gamma, deterministic). GammaRule recomputes W x + b and W+ x + b+ in
-#: the backward pass; TF's graph optimiser apparently fuses these products differently around the two
-#: Kerases' variable reads. Not yet explained further: see the stop-15 note.
-LAST_BITS_ONLY = {"lrp.gamma"}
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_same_attributions_on_both_kerases(twins, method):
     from native_test_models import params_for
@@ -66,10 +59,7 @@ def test_same_attributions_on_both_kerases(twins, method):
         if hasattr(analyzer, "fit"):
             analyzer.fit(np.random.default_rng(1).normal(size=(32, 8, 8, 3)).astype(np.float32))
         maps.append(analyzer.analyze(x))
-    if method in LAST_BITS_ONLY:
-        np.testing.assert_allclose(maps[0], maps[1], rtol=0, atol=1e-5 * np.abs(maps[1]).max())
-    else:
-        np.testing.assert_array_equal(maps[0], maps[1])
+    np.testing.assert_array_equal(maps[0], maps[1])  # lrp.gamma too, since it evaluates W + gamma W+ in one pass
 
 
 def test_a_layer_class_of_either_keras_selects_its_layers(twins):

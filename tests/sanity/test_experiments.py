@@ -81,7 +81,7 @@ def test_csc_histograms_equal_direct_cosines(model, inputs):
     assert result.channels["conv2"] == 64
 
 
-def test_csc_statistics_shared_between_layers_with_one_relevance_tensor(model, inputs):
+def test_csc_statistics_shared_between_layers_with_one_relevance_tensor(model, inputs, monkeypatch):
     # LRP passes relevance through ReLUs: a conv layer and its ReLU report the same tensor, whose
     # statistics are computed once; every layer must still equal a direct computation.
     spec = methods.by_label(["LRP-z"])[0]
@@ -95,9 +95,17 @@ def test_csc_statistics_shared_between_layers_with_one_relevance_tensor(model, i
         for layer, paths in analyzer.propagate_from(x, "fc5", vectors).items():
             expected[layer] = expected.get(layer, 0) + csc.histograms(csc.pairwise_abs_cosine(paths[None]))[0]
     shared = [(a, b) for a, b in zip(result.layers, result.layers[1:]) if a.startswith("conv") and b.startswith("relu")]
-    assert shared  # the model has conv -> ReLU pairs, with one buffer each
-    views = analyzer.propagate_from_layers(inputs.images, {"fc5": np.zeros((15, 1024), np.float32)}, copy=False)["fc5"]
-    assert all(csc_experiment._buffer(views[a]) == csc_experiment._buffer(views[b]) for a, b in shared)
+    assert shared  # the model has conv -> ReLU pairs with equal relevance
+    vectors = np.random.default_rng(0).standard_normal((len(inputs.indices) * 3, 1024)).astype("float32")
+    paths = analyzer.propagate_from_layers(inputs.images, {"fc5": vectors}, copy=False)["fc5"]
+    assert all(np.array_equal(paths[a], paths[b]) for a, b in shared)
+    counted = []
+    real = csc.pairwise_abs_cosine
+    monkeypatch.setattr(csc, "pairwise_abs_cosine", lambda values: counted.append(1) or real(values))
+    histograms = list(csc_experiment.injection_histograms(paths, len(inputs.indices), 3))
+    arrays = list(paths.values())
+    distinct = [a for i, a in enumerate(arrays) if not any(b.shape == a.shape and np.array_equal(a, b) for b in arrays[:i])]
+    assert len(histograms) == len(paths) and len(counted) == len(distinct) <= len(paths) - len(shared) - 1  # + Dropout
     for layer, fine in expected.items():
         np.testing.assert_array_equal(result.fine[0, 0, result.layers.index(layer)], fine, err_msg=layer)
 
