@@ -109,6 +109,9 @@ class Recipe:
     postprocess : str or None
         "abs" or "square": applied to the gradient at the input, per augmented copy and before
         the multiplication by the input (iNNvestigate's ``postprocess``).
+    state : object or None
+        What the method's own analyzer class (``register(analyzer_class=...)``) keeps for its rules,
+        e.g. PatternNet's pattern store.
     """
 
     rules: tuple
@@ -118,6 +121,7 @@ class Recipe:
     augmentation: augment.Augmentation | None = None
     reference_pass: object | None = None
     postprocess: str | None = None
+    state: object | None = None
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from keras_xai.analyzers import Recipe, register
 from keras_xai.kinds import Kind
 from keras_xai.modifiers import KEEP
 from keras_xai.pattern_estimator import MEAN_Y_CHOICES, PATTERN_TYPES, PatternStatistics, patterns_from_statistics
-from keras_xai.pattern_rule import PatternRule, pattern_recipe
+from keras_xai.pattern_rule import pattern_recipe
 from keras_xai.validation import check_batch
 
 #: Steps the search for "the ReLU that follows" walks through (per-unit, shape-preserving).
@@ -80,9 +80,8 @@ class PatternAnalyzer(NativeAnalyzer):
     """
 
     def __init__(self, method, model, dtype="float32", **params):
-        patterns = params.pop("patterns", None)
-        super().__init__(method, model, dtype=dtype, **params)  # the recipe rejects unknown parameters
-        self._store = next(rule.store for _, rule in self._recipe.rules if isinstance(rule, PatternRule))
+        super().__init__(method, model, dtype=dtype, **params)
+        self._store = self._recipe.state
         self._kernel_steps = {}  # layer name -> its kernel steps (several if the layer is shared)
         for step in self._model.steps:
             if step.kind.has_kernel:
@@ -105,8 +104,8 @@ class PatternAnalyzer(NativeAnalyzer):
         self.fitted_on = None
         self._statistics_functions = {}
         self._accumulators = None
-        if patterns is not None:
-            self.load_patterns(patterns)
+        if self._store.initial is not None:
+            self.load_patterns(self._store.initial)
 
     def __repr__(self):
         state = "fitted" if self._pattern_arrays is not None else "not fitted"
@@ -383,10 +382,10 @@ class PatternAnalyzer(NativeAnalyzer):
 @register("pattern.net", "pattern", reduction="sum", analyzer_class=PatternAnalyzer)
 def pattern_net(patterns=None) -> Recipe:
     """PatternNet: the gradient with every kernel replaced by its fitted pattern A (eq. 10)."""
-    return pattern_recipe(attribution=False)
+    return pattern_recipe(attribution=False, patterns=patterns)
 
 
 @register("pattern.attribution", "pattern", reduction="sum", analyzer_class=PatternAnalyzer)
 def pattern_attribution(patterns=None) -> Recipe:
     """PatternAttribution: the gradient with every kernel replaced by W * A (eq. 11)."""
-    return pattern_recipe(attribution=True)
+    return pattern_recipe(attribution=True, patterns=patterns)

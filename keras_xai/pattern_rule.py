@@ -11,13 +11,15 @@ from keras_xai.rules import NO_CONTEXT, GradientRule, Rule
 
 
 class PatternStore:
-    """The pattern variables of one analyzer, by layer name (filled by :class:`PatternAnalyzer`).
+    """The pattern variables of one analyzer, by layer name (created and filled by
+    :class:`~keras_xai.pattern.PatternAnalyzer`), and the patterns the user gave to start with.
 
-    They are read inside the compiled passes, so assigning new patterns never retraces.
+    The variables are read inside the compiled passes, so assigning new patterns never retraces.
     """
 
-    def __init__(self):
+    def __init__(self, initial=None):
         self.variables: dict = {}
+        self.initial = initial  # None, {layer name: array} or a .npz path: loaded once the layers are known
 
 
 class PatternRule(Rule):
@@ -52,11 +54,13 @@ class PatternRule(Rule):
         return step.operation.transpose_with_kernel(relevance, inputs, kernel)
 
 
-def pattern_recipe(attribution: bool) -> Recipe:
-    """PatternNet's (``attribution=False``) or PatternAttribution's recipe, with a new empty store."""
+def pattern_recipe(attribution: bool, patterns=None) -> Recipe:
+    """PatternNet's (``attribution=False``) or PatternAttribution's recipe, with a new store (its
+    ``state``) holding the given ``patterns`` to start with."""
+    store = PatternStore(patterns)
     rules = (
-        (SELECTORS["kernel"], PatternRule(PatternStore(), attribution)),
+        (SELECTORS["kernel"], PatternRule(store, attribution)),
         # ReLUs: the gradient mask; BatchNorm, Add, average pooling: their gradient.
         (SELECTORS["any"], GradientRule()),
     )
-    return Recipe(rules, head="value", activations=("relu", "linear"))
+    return Recipe(rules, head="value", activations=("relu", "linear"), state=store)
