@@ -73,9 +73,16 @@ def assign_rules(model: CanonicalModel, recipe: Recipe, method: str) -> list:
                 f"layer {step.describe()} uses the {step.operation.name!r} activation; {method} is only "
                 f"defined for {' and '.join(recipe.activations)} activations"
             )
+        if step.kind is Kind.LSTM and recipe.activations is not None:
+            raise UnsupportedLayerError(
+                f"layer {step.describe()} gates with sigmoids and tanh; {method} is only defined for "
+                f"{' and '.join(recipe.activations)} activations")
         chosen = next((rule for accepts, rule in recipe.rules if accepts(step)), None)
         if chosen is None:
-            raise UnsupportedLayerError(f"layer {step.describe()} ({step.kind}) has no rule in {method}")
+            hint = (": LSTM layers are explained by the gradient methods (gradient, input_t_gradient, "
+                    "integrated_gradients, smoothgrad) and by lrp.z, lrp.epsilon and their _IB variants"
+                    if step.kind is Kind.LSTM else "")
+            raise UnsupportedLayerError(f"layer {step.describe()} ({step.kind}) has no rule in {method}{hint}")
         reason = chosen.unsupported_reason(step)
         if reason is not None:
             raise UnsupportedLayerError(f"layer {step.describe()} cannot use {chosen!r} in {method}: {reason}")

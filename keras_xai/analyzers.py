@@ -41,6 +41,7 @@ from typing import Callable
 from keras_xai import augment
 from keras_xai.graph import is_layer_class
 from keras_xai.kinds import Kind
+from keras_xai.lstm_rule import LSTMRule
 from keras_xai.rules import (
     AlphaBetaRule, BoundedRule, DeconvRule, EpsilonRule, FlatRule, GammaRule, GradientRule, GuidedRule,
     PassRule, Rule, WSquareRule, ZPlusFastRule, ZPlusRule, ZRule, rule_from_spec,
@@ -64,6 +65,7 @@ SELECTORS: dict = {
     "add": _kind_is(Kind.ADD),
     "average_pooling": lambda step: step.kind.is_average_pooling,
     "activation": _kind_is(Kind.ACTIVATION),
+    "lstm": _kind_is(Kind.LSTM),
     "fused_activation": lambda step: step.is_fused_activation,
     "first_layer": lambda step: step.first_layer,
     # The Dense/Conv2D layer computing the model output (the "final fc" of contrastive EB).
@@ -321,7 +323,7 @@ def _user_rules(rules) -> list:
 
 
 def lrp_recipe(kernel_rule: Rule, *, dense_rule: Rule | None = None, conv_rule: Rule | None = None,
-               layer_rule: Rule | None = None, input_layer_rule=None, rules=None) -> Recipe:
+               layer_rule: Rule | None = None, input_layer_rule=None, rules=None, lstm: bool = False) -> Recipe:
     """Recipe of an LRP method.
 
     Parameters
@@ -335,6 +337,9 @@ def lrp_recipe(kernel_rule: Rule, *, dense_rule: Rule | None = None, conv_rule: 
         Rule for the first Dense/Conv2D layer ("Flat", a box for the bounded rule, ...).
     rules : list of (selector, rule), optional
         Extra pairs tried before the method's own.
+    lstm : bool
+        LSTM layers get :class:`~keras_xai.lstm_rule.LSTMRule` with ``kernel_rule`` (Arras et al.'s
+        LRP for LSTMs); otherwise the method has no rule for them.
 
     Average pooling always uses the z-rule (as in iNNvestigate); activations pass relevance on.
     """
@@ -351,31 +356,35 @@ def lrp_recipe(kernel_rule: Rule, *, dense_rule: Rule | None = None, conv_rule: 
         (SELECTORS["add"], layer_rule or conv_rule),
         (SELECTORS["activation"], PassRule()),
     ]
+    if lstm:
+        pairs.append((SELECTORS["lstm"], LSTMRule(kernel_rule)))
     return Recipe(tuple(pairs), head="value")
 
 
 @register("lrp.z", "lrp")
 def lrp_z(input_layer_rule=None, rules=None) -> Recipe:
     """LRP-z (LRP-0): relevance split in proportion to x_i w_ij, bias as an input."""
-    return lrp_recipe(ZRule(), input_layer_rule=input_layer_rule, rules=rules)
+    return lrp_recipe(ZRule(), input_layer_rule=input_layer_rule, rules=rules, lstm=True)
 
 
 @register("lrp.z_IB", "lrp")
 def lrp_z_ignore_bias(input_layer_rule=None, rules=None) -> Recipe:
     """LRP-z ignoring the bias."""
-    return lrp_recipe(ZRule(bias=False), input_layer_rule=input_layer_rule, rules=rules)
+    return lrp_recipe(ZRule(bias=False), input_layer_rule=input_layer_rule, rules=rules, lstm=True)
 
 
 @register("lrp.epsilon", "lrp")
 def lrp_epsilon(epsilon: float = 1e-7, bias: bool = True, input_layer_rule=None, rules=None) -> Recipe:
     """LRP-epsilon: z-rule with epsilon * sign(z) added to the denominator."""
-    return lrp_recipe(EpsilonRule(float(epsilon), bool(bias)), input_layer_rule=input_layer_rule, rules=rules)
+    return lrp_recipe(EpsilonRule(float(epsilon), bool(bias)), input_layer_rule=input_layer_rule, rules=rules,
+                      lstm=True)
 
 
 @register("lrp.epsilon_IB", "lrp")
 def lrp_epsilon_ignore_bias(epsilon: float = 1e-7, input_layer_rule=None, rules=None) -> Recipe:
     """LRP-epsilon ignoring the bias."""
-    return lrp_recipe(EpsilonRule(float(epsilon), False), input_layer_rule=input_layer_rule, rules=rules)
+    return lrp_recipe(EpsilonRule(float(epsilon), False), input_layer_rule=input_layer_rule, rules=rules,
+                      lstm=True)
 
 
 @register("lrp.gamma", "lrp")

@@ -20,12 +20,13 @@ from keras_xai import graph as keras_graph
 from keras_xai import operations as ops
 from keras_xai.graph import ModelGraph, Node
 from keras_xai.kinds import Kind
+from keras_xai.lstm_operation import LSTMOperation
 
 #: Keras layer types the native engine supports (Dropout and InputLayer are handled by the graph).
 SUPPORTED_LAYER_TYPES = (
     "InputLayer", "Dense", "Conv2D", "Activation", "ReLU", "MaxPooling2D", "AveragePooling2D",
     "GlobalAveragePooling2D", "ZeroPadding2D", "Flatten", "Reshape", "Dropout", "BatchNormalization",
-    "Add", "Concatenate",
+    "Add", "Concatenate", "LSTM",
 )
 
 
@@ -136,11 +137,16 @@ def _activation_name(layer) -> str | None:
         return None
     if isinstance(activation, str):
         return activation
+    return _function_name(activation, keras)
+
+
+def _function_name(function, keras) -> str:
+    """Keras' name of an activation function (``tf.nn.relu`` counts as "relu")."""
     for name in _KNOWN_ACTIVATIONS:
-        if activation is keras.activations.get(name):
+        if function is keras.activations.get(name):
             return name
     # TensorFlow's own functions (activation=tf.nn.softmax) are versioned: softmax_v2.
-    name = getattr(activation, "__name__", type(activation).__name__)
+    name = getattr(function, "__name__", type(function).__name__)
     return {"softmax_v2": "softmax", "identity": "linear"}.get(name, name)
 
 
@@ -216,6 +222,32 @@ def _batch_norm_operation(layer, rank: int, dtype, method: str) -> ops.AffineOpe
     return ops.AffineOperation(scale, offset)
 
 
+#: Activations computed by TF's own ops (dtype-agnostic); others by the layer's Keras function.
+_TF_ACTIVATIONS = {"tanh": tf.tanh, "sigmoid": tf.sigmoid, "linear": tf.identity, "relu": tf.nn.relu}
+
+
+def _lstm_operation(node: Node, graph: ModelGraph, dtype, method: str) -> LSTMOperation:
+    layer = node.layer
+    keras = keras_graph.keras_of(layer)
+    for flag in ("go_backwards", "stateful", "return_state"):
+        if getattr(layer, flag, False):
+            raise _unsupported(layer, f"an LSTM with {flag}=True", method)
+    if getattr(layer, "time_major", False):
+        raise _unsupported(layer, "a time-major LSTM", method)
+    steps = graph.nodes[node.inputs[0]].output_shape[1]
+    if steps is None:
+        raise _unsupported(layer, "an LSTM over sequences of unknown length (give the Input a fixed number of "
+                                  "time steps)", method)
+    cell = layer.cell
+
+    def activation(function):
+        return _TF_ACTIVATIONS.get(_function_name(function, keras), function)
+
+    return LSTMOperation(cell.kernel, cell.recurrent_kernel, cell.bias if cell.use_bias else None, cell.units,
+                         bool(layer.return_sequences), activation(cell.activation),
+                         activation(cell.recurrent_activation), dtype)
+
+
 def _reshape_target(node: Node, layers) -> tuple:
     """Static per-sample output shape of Flatten/Reshape (``-1`` only where it is unknown)."""
     shape = tuple(node.output_shape[1:])
@@ -254,6 +286,8 @@ def _layer_operations(node: Node, graph: ModelGraph, dtype, method: str) -> tupl
         return ((Kind.ZERO_PADDING, ops.ZeroPaddingOperation(layer.padding)),)
     elif isinstance(layer, L.Concatenate):
         return ((Kind.CONCATENATE, ops.ConcatenateOperation(layer.axis)),)
+    elif isinstance(layer, L.LSTM):
+        return ((Kind.LSTM, _lstm_operation(node, graph, dtype, method)),)
     elif isinstance(layer, L.ReLU):
         if layer.max_value is not None or float(layer.negative_slope) != 0 or float(layer.threshold) != 0:
             raise _unsupported(layer, "ReLU with max_value/negative_slope/threshold", method)

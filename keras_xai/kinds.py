@@ -23,6 +23,7 @@ class Kind(str, Enum):
     ZERO_PADDING = "zero_padding"
     CONCATENATE = "concatenate"
     ACTIVATION = "activation"  # elementwise, an Activation/ReLU layer or split off a Dense/Conv2D
+    LSTM = "lstm"  # a whole LSTM layer, unrolled over time
 
     def __str__(self) -> str:
         return self.value
@@ -77,4 +78,4 @@ _RESHAPING = frozenset({Kind.FLATTEN, Kind.RESHAPE})
 _REARRANGING = _RESHAPING | {Kind.ZERO_PADDING}
 _STRUCTURAL = _REARRANGING | {Kind.MAX_POOLING, Kind.CONCATENATE}
 _KEEPS_NONNEGATIVE = _STRUCTURAL | _AVERAGE_POOLING | {Kind.ADD}
-_ENDS_IMAGE = _RESHAPING | {Kind.DENSE, Kind.GLOBAL_AVERAGE_POOLING}
+_ENDS_IMAGE = _RESHAPING | {Kind.DENSE, Kind.GLOBAL_AVERAGE_POOLING, Kind.LSTM}
