@@ -82,7 +82,7 @@ def assign_rules(model: CanonicalModel, recipe: Recipe, method: str) -> list:
             hint = (": LSTM layers are explained by the gradient methods (gradient, input_t_gradient, "
                     "integrated_gradients, smoothgrad) and by lrp.z, lrp.epsilon and their _IB variants"
                     if step.kind is Kind.LSTM else "")
-            raise UnsupportedLayerError(f"layer {step.describe()} ({step.kind}) has no rule in {method}{hint}")
+            raise UnsupportedLayerError(f"layer {step.describe()} has no rule in {method}{hint}")
         reason = chosen.unsupported_reason(step)
         if reason is not None:
             raise UnsupportedLayerError(f"layer {step.describe()} cannot use {chosen!r} in {method}: {reason}")
