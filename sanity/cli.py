@@ -23,8 +23,8 @@ COMMANDS = (*commands.EXPERIMENTS, "all")
 TEST_IMAGES = {"mnist": 10_000, "cifar10": 10_000, "samples": 20}
 TRAINING_IMAGES = {"mnist": 60_000, "cifar10": 50_000, "samples": 20}
 DATASETS_OF = {"cifar_net": ("mnist", "cifar10", "samples"), "vgg16": ("samples", "imagenet"),
-               "resnet50": ("samples", "imagenet")}
-N_CLASSES = {"cifar_net": 10, "vgg16": 1000, "resnet50": 1000}
+               "resnet50": ("samples", "imagenet"), "lstm_classifier": ("mnist",)}
+N_CLASSES = {"cifar_net": 10, "vgg16": 1000, "resnet50": 1000, "lstm_classifier": 10}
 DEFAULT_N_IMAGES, DEFAULT_N_FIT = 200, 10_000
 
 
@@ -42,19 +42,26 @@ def _parser() -> argparse.ArgumentParser:
                     "JSON/CSV (every number behind every figure), PNG figures and report.md. Interrupted runs "
                     "resume where they stopped when the same command is repeated, with byte-identical results; "
                     "stored results of other settings (weights, images, methods, ...) are never reused: the run "
-                    "stops and says what differs (--overwrite recomputes them). One run at a time per --out.")
+                    "stops and says what differs (--overwrite recomputes them). One run at a time per --out. "
+                    "--model lstm_classifier applies the same checks to the LSTM MNIST thesis' classifier (methods "
+                    "with an LSTM rule; CSC also per time step) and reports, per method, whether each check finds "
+                    "it ignoring later layers.")
     parser.add_argument("command", choices=COMMANDS, help="experiment to run ('all': every one)")
-    parser.add_argument("--model", default="cifar_net", choices=sorted(DATASETS_OF))
+    parser.add_argument("--model", default="cifar_net", choices=sorted(DATASETS_OF),
+                        help="the paper's networks (cifar_net: appendix D; vgg16; resnet50) or the thesis' "
+                             "lstm_classifier (default cifar_net)")
     parser.add_argument("--weights", default=None, type=_weights,
-                        help="cifar_net: a weights or model file, .h5, .weights.h5 or .keras (default: the cached "
-                             "trained model); vgg16/resnet50: 'imagenet' (download) or such a file (default imagenet)")
+                        help="cifar_net, lstm_classifier: a weights or model file, .h5, .weights.h5 or .keras "
+                             "(default: the cached trained model, trained on first use); vgg16/resnet50: "
+                             "'imagenet' (download) or such a file (default imagenet)")
     parser.add_argument("--dataset", default=None, choices=["mnist", "cifar10", "samples", "imagenet"],
                         help="test images: mnist (default) / cifar10 (cifar_net), samples (foolbox's 20 real "
                              "images; default for vgg16/resnet50), imagenet (a folder given by --data-dir)")
     parser.add_argument("--data-dir", default=None, type=existing_folder, help="CIFAR-10 batches or ImageNet image folder")
     parser.add_argument("--methods", default=None,
                         type=name_list(s.label for s in methods.PAPER_METHODS + methods.EXTRA_METHODS),
-                        help="comma-separated method labels (default: every paper method the engine offers): "
+                        help="comma-separated method labels (default: every paper method the engine offers; "
+                             "lstm_classifier: " + ", ".join(methods.LSTM_METHOD_LABELS) + "): "
                              + ", ".join(s.label for s in methods.PAPER_METHODS)
                              + "; also available: " + ", ".join(s.label for s in methods.EXTRA_METHODS))
     parser.add_argument("--n-images", type=positive_int, default=None,
@@ -119,8 +126,11 @@ def parse(argv=None) -> argparse.Namespace:
                              f"{n_classes - 1}")
         if args.dataset == "imagenet" and args.data_dir is None:
             parser.error("--dataset imagenet needs --data-dir (a folder of ImageNet validation images)")
-        if args.model == "cifar_net" and args.weights == "imagenet":
-            parser.error("--weights imagenet is for vgg16/resnet50; cifar_net takes a weights file")
+        if args.model in ("cifar_net", "lstm_classifier") and args.weights == "imagenet":
+            parser.error(f"--weights imagenet is for vgg16/resnet50; {args.model} takes a weights file")
+        if args.model == "lstm_classifier" and args.command == "pattern-svd":
+            parser.error("pattern-svd decomposes PatternNet's patterns of dense and conv layers; lstm_classifier "
+                         "has none (its methods: " + ", ".join(methods.LSTM_METHOD_LABELS) + ")")
     return args
 
 

@@ -18,6 +18,9 @@ from .setups import build_setup
 
 #: The experiments, in the order "all" runs them.
 EXPERIMENTS = ("random-logit", "cascading", "csc", "two-classes", "simulate", "pattern-svd")
+#: What "all" runs on the thesis' LSTM: the simulation does not depend on the model, and an LSTM has no
+#: patterns to decompose.
+LSTM_EXPERIMENTS = ("random-logit", "cascading", "csc", "two-classes")
 PAPER_NOTES = [
     "Normalisation for SSIM clips to the [0.5, 99.5] percentiles (RectGrad [0, 100]); the authors' code "
     "swapped the two percentiles, which yields 1 minus the intended map. We do the intended thing.",
@@ -105,21 +108,36 @@ def run_csc(setup, specs, args, out: Path) -> None:
     result = csc_experiment.cosine_similarity_convergence(setup.model, setup.inputs, specs, setup.injection_layers,
                                                           n_vectors=5, seed=args.seed, out=out / "per_image",
                                                           engine=args.engine, most_per_chunk=args.chunk_size,
-                                                          progress=not args.quiet, overwrite=args.overwrite)
+                                                          progress=not args.quiet, overwrite=args.overwrite,
+                                                          per_location_layers=setup.sequence_layers)
     summaries = {m: {k: result.summary(m, k) for k in result.injection_layers} for m in result.methods}
     medians = {m: {k: {layer: s["median"] for layer, s in per_k.items()} for k, per_k in per_m.items()}
                for m, per_m in summaries.items()}
     baselines = result.baselines(seed=args.seed)
+    per_step = {m: {k: {layer: result.location_medians(m, k, layer) for layer in setup.sequence_layers}
+                    for k in result.injection_layers} for m in result.methods}
     _write_json(out / "csc.json", {"methods": result.methods, "injection_layers": result.injection_layers,
                                    "layers": result.layers, "first_conv_layer": setup.first_conv_layer,
                                    "medians": medians, "summaries": summaries, "baselines": baselines,
                                    "n_images": result.n_images, "n_vectors": 5,
-                                   "converging_methods": _converging(specs), **_described(setup)})
+                                   "converging_methods": _converging(specs), **_described(setup),
+                                   **({"median_per_time_step": per_step} if setup.sequence_layers else {})})
     _write_csv(out / "csc_medians.csv", ["method", "injection_layer", "layer", "median_abs_cos", "one_minus_median",
                                          "baseline"],
                [[m, k, layer, v, 1 - v, baselines[layer]] for m, per_m in medians.items()
                 for k, per_k in per_m.items() for layer, v in per_k.items()])
     converges = {s.label: s.converges for s in specs}
+    if setup.sequence_layers:
+        _write_csv(out / "csc_time_steps.csv", ["method", "injection_layer", "layer", "time_step", "median_abs_cos",
+                                                "one_minus_median"],
+                   [[m, k, layer, step + 1, v, 1 - v] for m, per_m in per_step.items() for k, per_k in per_m.items()
+                    for layer, values in per_k.items() for step, v in enumerate(values)])
+        for k in result.injection_layers:
+            reached = {layer: {m: per_step[m][k][layer] for m in result.methods}
+                       for layer in setup.sequence_layers if not np.isnan(per_step[result.methods[0]][k][layer]).all()}
+            plots.csc_time_steps(reached, baselines, converges, out / f"csc_time_steps_{k}.png",
+                                 f"CSC per time step, vectors injected at {k} ({setup.description}, "
+                                 f"{result.n_images} images)")
     for k in result.injection_layers:
         layers = [layer for layer in result.layers if any(layer in medians[m][k] for m in medians)][::-1]
         plots.csc_curves(layers, {m: medians[m][k] for m in medians}, baselines, converges, out / f"csc_{k}.png",
@@ -191,12 +209,13 @@ def run_pattern_svd(setup, specs, args, out: Path) -> None:
 def run(args, out: Path) -> int:
     """Run ``args.command`` (every experiment for "all") into ``out``; 0, or 2 for a --patterns file that does not fit."""
     notes = list(PAPER_NOTES)
-    commands = EXPERIMENTS if args.command == "all" else (args.command,)
+    on_lstm = args.model == "lstm_classifier"
+    commands = (LSTM_EXPERIMENTS if on_lstm else EXPERIMENTS) if args.command == "all" else (args.command,)
     if commands != ("simulate",):
-        if args.model != "cifar_net" and args.weights is None:
+        if args.model in ("vgg16", "resnet50") and args.weights is None:
             args.weights = "imagenet"
-        specs, missing = methods.available(methods.by_label(list(args.methods) if args.methods else None),
-                                           args.engine)
+        specs, missing = methods.available(methods.by_label(list(args.methods) if args.methods else None,
+                                                            args.model), args.engine)
         if missing:
             notes.append(f"Not run (not yet offered by the '{args.engine}' engine): "
                          + ", ".join(s.label for s in missing) + ".")
@@ -204,6 +223,13 @@ def run(args, out: Path) -> int:
         wants_patterns = "pattern-svd" in commands or any(s.needs_fit for s in specs)
         n_fit = args.n_fit if wants_patterns and args.patterns is None else 0
         setup = build_setup(args.model, args.dataset, args.n_images, args.seed, args.weights, args.data_dir, n_fit)
+        specs, refused = methods.explaining(specs, setup.model, setup.inputs.input_range)
+        for label, reason in refused.items():
+            notes.append(f"Not run: {label} is not defined on this model ({reason}).")
+            print(f"skipping {label}: {reason}")
+        if not specs:
+            print("error: none of the methods asked for is defined on this model", file=sys.stderr)
+            return 2
         if args.patterns is not None:
             try:
                 experiment_inputs.use_patterns(setup.model, setup.inputs, args.patterns)
@@ -229,7 +255,11 @@ def run(args, out: Path) -> int:
             run_simulation(args, out)
         else:
             runners[command](setup, specs, args, out)
-    path = report.write_report(out, "When Explanations Lie: claims and our measurements", notes)
+    if on_lstm:
+        path = report.write_lstm_report(out, "When Explanations Lie's sanity checks on the thesis' LSTM classifier",
+                                        notes)
+    else:
+        path = report.write_report(out, "When Explanations Lie: claims and our measurements", notes)
     print(f"wrote results, figures and {path}")
     return 0
 

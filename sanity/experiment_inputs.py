@@ -19,7 +19,7 @@ from .methods import MethodSpec
 class ExperimentInputs:
     """Model-ready images and what the experiments need to know about them."""
 
-    images: np.ndarray  # float32 (n, h, w, c), already preprocessed for the model
+    images: np.ndarray  # float32 (n, h, w, c) or (n, time steps, features), preprocessed for the model
     labels: np.ndarray  # int (n,) true classes
     indices: np.ndarray  # int (n,) position in the source data set (provenance, per-image seeds)
     input_range: tuple  # (low, high) of valid inputs: DTD's box and SmoothGrad's noise scale
@@ -81,5 +81,9 @@ class AnalyzerPool:
 
 
 def saliency_maps(analyzer, x: np.ndarray, classes: np.ndarray, spec: MethodSpec) -> np.ndarray:
-    """2-D maps (n, h, w): the analysis of ``classes`` reduced over channels as the paper does."""
-    return metrics.reduce_channels(analyzer.analyze(x, neuron_selection=np.asarray(classes)), spec.reduction)
+    """2-D maps (n, h, w): the analysis of ``classes`` reduced over channels as the paper does. Inputs
+    without a channel axis (the LSTM's rows of pixels, (n, time steps, features)) are one channel."""
+    analysis = analyzer.analyze(x, neuron_selection=np.asarray(classes))
+    if analysis.ndim == 3:
+        analysis = analysis[..., None]
+    return metrics.reduce_channels(analysis, spec.reduction)

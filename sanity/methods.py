@@ -63,13 +63,23 @@ EXTRA_METHODS = (
     MethodSpec("ExcitationBP", "excitation_backprop", "sum", True),
     MethodSpec("ExcitationBP-contrastive", "excitation_backprop.contrastive", "sum", True),
     MethodSpec("LRP-contrastive", "lrp.contrastive", "sum", True),
+    MethodSpec("InputXGradient", "input_t_gradient", "sum", False),
+    MethodSpec("IntegratedGradients", "integrated_gradients", "sum", False),
+    # Arras et al. (2017) explained their LSTMs with epsilon = 0.001.
+    MethodSpec("LRP-epsilon", "lrp.epsilon", "sum", False, lambda r: {"epsilon": 0.001}),
 )
 
+# The methods with a rule for LSTM layers (issue 18): what --model lstm_classifier runs by default.
+LSTM_METHOD_LABELS = ("Gradient", "InputXGradient", "IntegratedGradients", "LRP-epsilon", "LRP-z")
 
-def by_label(labels=None) -> list:
-    """The specs with the given labels (default: the paper's figure methods), in the order asked for."""
+
+def by_label(labels=None, model: str = "cifar_net") -> list:
+    """The specs with the given labels, in the order asked for (default: the paper's figure methods;
+    on the LSTM classifier the methods that have an LSTM rule)."""
     if labels is None:
-        return list(PAPER_METHODS)
+        if model != "lstm_classifier":
+            return list(PAPER_METHODS)
+        labels = LSTM_METHOD_LABELS
     known = {spec.label: spec for spec in PAPER_METHODS + EXTRA_METHODS}
     unknown = [label for label in labels if label not in known]
     if unknown:
@@ -83,3 +93,17 @@ def available(specs, engine: str = "native") -> tuple:
     usable = [spec for spec in specs if spec.analyzer in offered]
     missing = [spec for spec in specs if spec.analyzer not in offered]
     return usable, missing
+
+
+def explaining(specs, model, input_range: tuple) -> tuple:
+    """Split ``specs`` into (defined on ``model``, {label: why not}), as the native engine decides:
+    e.g. relu-only methods on an LSTM."""
+    usable, refused = [], {}
+    for spec in specs:
+        try:
+            keras_xai.create_analyzer(spec.analyzer, model, **spec.parameters(input_range))
+        except keras_xai.UnsupportedLayerError as error:
+            refused[spec.label] = str(error)
+        else:
+            usable.append(spec)
+    return usable, refused

@@ -5,6 +5,7 @@ converging are drawn in warm colours, the others in cool colours.
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -119,6 +120,27 @@ def csc_curves(layers, medians: dict, baseline: dict, converges: dict, path, tit
     axis.set_xticks(x, layers, rotation=45, ha="right")
     return _finish_log_plot(figure, axis, path, title, "layer (output of), from the injection layer down to the input",
                             "1 - median |cosine similarity|")
+
+
+def csc_time_steps(per_layer: dict, baselines: dict, converges: dict, path, title: str) -> Path:
+    """CSC per time step: {layer: {method: median |cos| per step}}, one panel per layer, 1 - median (log)."""
+    figure, axes = plt.subplots(1, len(per_layer), figsize=(5 * len(per_layer) + 2, 4), squeeze=False)
+    floor = 1e-16
+    for axis, (layer, medians) in zip(axes[0], per_layer.items()):
+        colours = _method_colours(list(medians), converges)
+        for (method, values), marker in zip(medians.items(), itertools.cycle("os^vDP*X")):  # markers tell apart
+            steps = np.arange(1, len(values) + 1)
+            axis.semilogy(steps, np.maximum(1 - np.asarray(values, dtype=float), floor),
+                          "-" if converges.get(method) else "--", marker=marker, markersize=3, color=colours[method],
+                          label=method)
+        axis.axhline(max(1 - baselines[layer], floor), linestyle=":", color="black", label="random vectors (baseline)")
+        axis.set_xlabel(f"time step of {layer} (row of the image)")
+        axis.set_ylabel("1 - median |cosine similarity|")
+        axis.set_title(layer)
+        axis.grid(alpha=0.4, which="both")
+    axes[0, -1].legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    figure.suptitle(title)
+    return _save(figure, path)
 
 
 def csc_histograms(bins, counts: dict, path, title: str) -> Path:

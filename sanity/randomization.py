@@ -20,6 +20,7 @@ CASCADING_STEPS = {
               "block3_conv1", "block2_conv1", "block1_conv1"],
     "resnet50": ["predictions", "conv5_block2_", "conv4_block6_", "conv4_block1_", "conv3_block3_",
                  "conv3_block1_", "conv2_block2_", "conv1_"],
+    "lstm_classifier": ["logits", "lstm2", "lstm1"],  # the thesis' LSTM (ours, issue 18)
 }
 PAPER_STEP_LABELS = {  # how the paper names the same steps
     "predictions": "fc3 / dense", "block5_conv3": "conv5_3", "block5_conv1": "conv5_1",
@@ -49,7 +50,12 @@ def fresh_weights(layer: keras.layers.Layer, rng: np.random.Generator) -> list:
         config = initializer.get_config()
         if "seed" in config:
             initializer = type(initializer).from_config({**config, "seed": int(rng.integers(2 ** 31))})
-        new.append(np.asarray(initializer(tuple(weight.shape), dtype=weight.dtype)))
+        value = np.asarray(initializer(tuple(weight.shape), dtype=weight.dtype))
+        if short == "bias" and getattr(layer, "unit_forget_bias", False):
+            # Keras' LSTM initialises its forget-gate block (i, f, c, o order) to one.
+            value = value.copy()
+            value[layer.units:2 * layer.units] = 1.0
+        new.append(value)
     return new
 
 

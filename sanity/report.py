@@ -201,6 +201,105 @@ def collect_claims(folder) -> list:
     return claims
 
 
+# --- the same checks on the thesis' LSTM (issue 18): no published claim, the paper's criteria per method ---
+CONVERGED_CSC = 0.99  # "converge to >= 0.99" (the paper's CSC threshold, as in _csc_claims)
+
+
+def _lstm_rows(folder: Path) -> tuple:
+    """(table lines, {method: checks that found it ignoring later layers}, checks run) from the JSON."""
+    random_logit, cascading, csc = (_load(folder, name) for name in ("random_logit", "cascading", "csc"))
+    methods = next(s["methods"] for s in (random_logit, cascading, csc) if s is not None)
+    header = ["method"]
+    checks = []  # (name, {method: (shown value, ignores later layers?)})
+    if random_logit is not None:
+        median = dict(zip(random_logit["methods"], random_logit["median"]))
+        header.append(f"random logit: median SSIM (>= {CLOSE_TO_ONE} ignores the logit)")
+        checks.append(("random logit", {m: (_fmt(v), v >= CLOSE_TO_ONE) for m, v in median.items()}))
+    if cascading is not None:
+        steps = cascading["steps"]
+        header.append("cascading: median SSIM after randomizing " + " / ".join(steps)
+                      + f" (>= {KEEPS_HIGH} after {steps[0]} ignores it)")
+        checks.append(("cascading", {m: (" / ".join(_fmt(v) for v in cascading["median"][i]),
+                                         cascading["median"][i][0] >= KEEPS_HIGH)
+                                     for i, m in enumerate(cascading["methods"])}))
+    if csc is not None:
+        top, first = csc["injection_layers"][0], csc["first_conv_layer"]
+        below = [layer for layer in csc["layers"][::-1] if any(layer in csc["medians"][m][top] for m in csc["methods"])
+                 and layer != top]
+        header.append(f"CSC: 1 - median abs(cos), injected at {top}, at " + " / ".join(below)
+                      + f" (<= {1 - CONVERGED_CSC:.2g} at {first} converges)")
+        checks.append(("CSC", {m: (" / ".join(_fmt(1 - csc["medians"][m][top][layer]) for layer in below),
+                                   csc["medians"][m][top][first] >= CONVERGED_CSC) for m in csc["methods"]}))
+    yes_no = {True: "**ignores**", False: "sensitive"}
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    ignoring = {m: [name for name, values in checks if m in values and values[m][1]] for m in methods}
+    for m in methods:
+        cells = [f"{values[m][0]} ({yes_no[values[m][1]]})" if m in values else "n/a" for _, values in checks]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines, ignoring, [name for name, _ in checks]
+
+
+def _lstm_answer(ignoring: dict, checks: list) -> str:
+    """The measured answer to "does LRP for LSTMs ignore later layers?", in one paragraph."""
+    def verdict(method):
+        found = ignoring[method]
+        return f"{method}: {len(found)} of {len(checks)} checks" + (f" ({', '.join(found)})" if found else "")
+    lrp = [m for m in ignoring if m.startswith("LRP")]
+    others = [m for m in ignoring if not m.startswith("LRP")]
+    answer = "yes" if lrp and all(ignoring[m] for m in lrp) else ("partly" if any(ignoring[m] for m in lrp) else "no")
+    return (f"**Does LRP for LSTMs ignore later layers? Measured: {answer}.** Checks finding a method "
+            f"ignoring later layers: " + "; ".join(verdict(m) for m in lrp + others) + ".")
+
+
+def _time_step_lines(csc) -> list:
+    """Where along the first LSTM layer's time steps each method's vectors (injected at the top) came
+    closest to converging, and how far they were at the last step."""
+    if csc is None or "median_per_time_step" not in csc:
+        return []
+    top, layer = csc["injection_layers"][0], csc["first_conv_layer"]
+    parts = []
+    for method, per_injection in csc["median_per_time_step"].items():
+        gaps = [1 - v if v is not None else float("nan") for v in per_injection[top].get(layer, [])]
+        finite = [(gap, step) for step, gap in enumerate(gaps, 1) if gap == gap]  # NaN: no pair defined
+        if finite:
+            gap, step = min(finite)
+            parts.append(f"{method} {_fmt(gap)} at step {step} (last step {_fmt(gaps[-1])})")
+    if not parts:
+        return []
+    return [f"Per time step of {layer} (csc_time_steps.csv, csc_time_steps_{top}.png), the smallest 1 - median "
+            "abs(cos): " + "; ".join(parts) + ".", ""]
+
+
+def write_lstm_report(folder, title: str, notes: list | None = None) -> Path:
+    """``report.md`` of the sanity checks on the LSTM classifier: per method, what each check measured and
+    whether it finds the method ignoring later layers, by the paper's thresholds fixed here beforehand."""
+    folder = Path(folder)
+    lines = [f"# {title}", "",
+             "Nobody has published these checks on an LSTM (the paper ran CNNs only). Each check uses the paper's "
+             "threshold, fixed before the run: a method *ignores later layers* in a check when its random-logit "
+             f"median SSIM is >= {CLOSE_TO_ONE}, when its median SSIM after randomizing the logit layer is >= "
+             f"{KEEPS_HIGH}, or when its vectors injected at the logits converge (median abs(cos) >= "
+             f"{CONVERGED_CSC}) at the first LSTM layer. LRP for LSTMs is Arras et al.'s signal-take-all rule "
+             "(gates get no relevance) with the method's z or epsilon rule on the linear parts.", ""]
+    if not any((folder / f"{name}.json").exists() for name in ("random_logit", "cascading", "csc")):
+        lines += ["No experiment results in this folder yet.", ""]
+    else:
+        table, ignoring, checks = _lstm_rows(folder)
+        lines += [_lstm_answer(ignoring, checks), "", *table, "", *_time_step_lines(_load(folder, "csc"))]
+        figures = [name for name in ("random_logit.png", "random_logit_examples.png", "cascading.png",
+                                     "cascading_maps.png", "csc_logits.png", "csc_time_steps_logits.png",
+                                     "csc_time_steps_lstm2.png", "two_classes.png") if (folder / name).exists()]
+        lines += ["Figures: " + ", ".join(f"[{name}]({name})" for name in figures) + "; numbers per image in "
+                  "random_logit.csv, cascading.csv, csc_medians.csv and csc_time_steps.csv.", ""]
+    lines += provenance_lines(folder)
+    notes = list(notes or []) + undefined_notes(folder)
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    path = folder / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
 def write_report(folder, title: str, notes: list | None = None) -> Path:
     """``report.md``: one table of the paper's claims with our measurements, plus notes."""
     folder = Path(folder)

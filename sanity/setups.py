@@ -21,10 +21,17 @@ CSC_INJECTION_LAYERS = {
     "vgg16": ["predictions", "fc1", "block4_conv3", "block3_conv3", "block2_conv2"],
     "resnet50": ["predictions", "conv5_block1_out", "conv4_block2_out", "conv3_block4_out", "conv3_block2_out",
                  "conv2_block2_out"],
+    "lstm_classifier": ["logits", "lstm2"],  # ours (issue 18): the logits and the top LSTM's last state
 }
-FIRST_CONV_LAYER = {"cifar_net": "conv1", "vgg16": "block1_conv1", "resnet50": "conv1_conv"}
-# The first cascading step that randomizes a convolution (every dense layer above it is random too).
-FIRST_CONV_STEP = {"cifar_net": "conv4", "vgg16": "block5_conv3", "resnet50": "conv5_block2_"}
+# The lowest layer with weights (the thesis' LSTM: its first LSTM layer), where CSC is read.
+FIRST_CONV_LAYER = {"cifar_net": "conv1", "vgg16": "block1_conv1", "resnet50": "conv1_conv",
+                    "lstm_classifier": "lstm1"}
+# The first cascading step that randomizes a convolution (the LSTM: a recurrent layer); every dense
+# layer above it is random too.
+FIRST_CONV_STEP = {"cifar_net": "conv4", "vgg16": "block5_conv3", "resnet50": "conv5_block2_",
+                   "lstm_classifier": "lstm2"}
+# Layers whose outputs are sequences: CSC is also read per time step there (the input: per row).
+SEQUENCE_LAYERS = {"lstm_classifier": ("lstm1", "rows")}
 # Caffe preprocessing maps pixel values [0, 255] to [0 - mean, 255 - mean] per channel.
 CAFFE_INPUT_RANGE = (float(-data.CAFFE_BGR_MEAN.max()), float(255 - data.CAFFE_BGR_MEAN.min()))
 AUTHORS_FIRST_CIFAR_IMAGE = 30  # the authors used CIFAR test index 30 plus 199 random test images
@@ -43,6 +50,7 @@ class Setup:
     first_conv_step: str
     description: str
     provenance: dict = None  # {"weights": ..., "data": ...}: named in every JSON and the report
+    sequence_layers: tuple = ()  # layers with a time axis (SEQUENCE_LAYERS)
 
 
 def _provenance(model, weights_source: str, weights_file, dataset: str, data_dir, inputs) -> dict:
@@ -137,6 +145,27 @@ def _imagenet_setup(name: str, dataset: str, weights, n_images: int, seed: int, 
                  _provenance(model, source, weights if source == "file" else None, dataset, data_dir, inputs))
 
 
+def _lstm_classifier_setup(dataset: str, weights, n_images: int, seed: int) -> Setup:
+    if dataset != "mnist":
+        raise ValueError(f"lstm_classifier runs on --dataset mnist, not {dataset!r}")
+    if weights is None:
+        trained = zoo.trained_model("lstm_classifier", "mnist", seed=0)
+        model, source = trained.model, trained.metadata.get("source")
+        weights_source, weights_file = "the project's trained model", source if source != "trained" else None
+    else:
+        model, weights_source, weights_file = models.lstm_classifier(), "file", weights
+        load_weights_file(model, weights)
+    split = data.mnist()
+    indices = choose_indices(len(split.test.images), n_images, seed)
+    images = training.rows_sequence(split.test.images[indices])  # 28 time steps of 28 pixels
+    inputs = ExperimentInputs(images, split.test.labels[indices], indices, (0.0, 1.0))
+    name = "lstm_classifier"
+    return Setup(name, model, inputs, images, [str(i) for i in range(10)],  # trained on logits: no softmax
+                 CASCADING_STEPS[name], CSC_INJECTION_LAYERS[name], FIRST_CONV_LAYER[name], FIRST_CONV_STEP[name],
+                 "the thesis' LSTM classifier (2 x LSTM(10) over 28 rows) trained on mnist",
+                 _provenance(model, weights_source, weights_file, dataset, None, inputs), SEQUENCE_LAYERS[name])
+
+
 def build_setup(model: str, dataset: str, n_images: int, seed: int, weights=None, data_dir=None,
                 n_fit: int = 0) -> Setup:
     """The model and ``n_images`` test images for the experiments (``n_fit`` training images for
@@ -145,4 +174,6 @@ def build_setup(model: str, dataset: str, n_images: int, seed: int, weights=None
         return _cifar_net_setup(dataset, weights, n_images, seed, data_dir, n_fit)
     if model in ("vgg16", "resnet50"):
         return _imagenet_setup(model, dataset, weights, n_images, seed, data_dir)
-    raise ValueError(f"unknown model {model!r}; choose cifar_net, vgg16 or resnet50")
+    if model == "lstm_classifier":
+        return _lstm_classifier_setup(dataset, weights, n_images, seed)
+    raise ValueError(f"unknown model {model!r}; choose cifar_net, vgg16, resnet50 or lstm_classifier")
