@@ -246,7 +246,9 @@ def _lstm_answer(ignoring: dict, checks: list) -> str:
         return f"{method}: {len(found)} of {len(checks)} checks" + (f" ({', '.join(found)})" if found else "")
     lrp = [m for m in ignoring if m.startswith("LRP")]
     others = [m for m in ignoring if not m.startswith("LRP")]
-    answer = "yes" if lrp and all(ignoring[m] for m in lrp) else ("partly" if any(ignoring[m] for m in lrp) else "no")
+    # yes: every check finds every LRP method ignoring later layers; partly: some check finds one doing so
+    answer = "yes" if lrp and all(len(ignoring[m]) == len(checks) for m in lrp) else \
+        ("partly" if any(ignoring[m] for m in lrp) else "no")
     return (f"**Does LRP for LSTMs ignore later layers? Measured: {answer}.** Checks finding a method "
             f"ignoring later layers: " + "; ".join(verdict(m) for m in lrp + others) + ".")
 
@@ -259,8 +261,8 @@ def _time_step_lines(csc) -> list:
     top, layer = csc["injection_layers"][0], csc["first_conv_layer"]
     parts = []
     for method, per_injection in csc["median_per_time_step"].items():
-        gaps = [1 - v if v is not None else float("nan") for v in per_injection[top].get(layer, [])]
-        finite = [(gap, step) for step, gap in enumerate(gaps, 1) if gap == gap]  # NaN: no pair defined
+        gaps = [None if v is None or v != v else 1 - v for v in per_injection[top].get(layer, [])]
+        finite = [(gap, step) for step, gap in enumerate(gaps, 1) if gap is not None]  # None: no pair defined
         if finite:
             gap, step = min(finite)
             parts.append(f"{method} {_fmt(gap)} at step {step} (last step {_fmt(gaps[-1])})")

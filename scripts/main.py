@@ -6,7 +6,10 @@
    method of the paper on 50 MNIST test images (patterns fitted on 2,000 training images), the
    one-image-two-classes figure, PatternAttribution's singular values and the matrix-chain simulation
    (results/sanity/: JSON/CSV, PNG figures, report.md).
-3. The LSTM MNIST thesis, quick mode: output layer, low-rank variants, embeddings, autoencoder, VAE and
+3. The same sanity checks on the thesis' LSTM classifier (random logit, cascading randomization of logits,
+   lstm2, lstm1, CSC per layer and time step) for the methods with an LSTM rule, on the same test images
+   (results/sanity_lstm/, report.md answers "does LRP for LSTMs ignore later layers?").
+4. The LSTM MNIST thesis, quick mode: output layer, low-rank variants, embeddings, autoencoder, VAE and
    gate matrices (results/lstm_svd/, with its own report.md).
 
 The full protocol (200 images, 20 simulation repetitions, other models) is `python -m sanity all --help`.
@@ -63,6 +66,8 @@ def main(argv=None) -> int:
         codes.append(sanity_cli.main(["all", "--model", "cifar_net", "--dataset", "mnist", "--n-images",
                                       str(args.n_images), "--repetitions", "10", "--n-fit", str(args.n_fit),
                                       "--out", str(out / "sanity"), *(["--overwrite"] if args.overwrite else [])]))
+        codes.append(sanity_cli.main(["all", "--model", "lstm_classifier", "--n-images", str(args.n_images),
+                                      "--out", str(out / "sanity_lstm"), *(["--overwrite"] if args.overwrite else [])]))
     if not args.skip_lstm:
         codes.append(lstm_cli.main(["all", "--quick", "--seed", str(args.seed), "--out", str(out / "lstm_svd")]))
     return next((code for code in codes if code), 0)  # the first failure's exit code
