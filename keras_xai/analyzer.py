@@ -80,7 +80,8 @@ def assign_rules(model: CanonicalModel, recipe: Recipe, method: str) -> list:
         chosen = next((rule for accepts, rule in recipe.rules if accepts(step)), None)
         if chosen is None:
             hint = (": LSTM layers are explained by the gradient methods (gradient, input_t_gradient, "
-                    "integrated_gradients, smoothgrad) and by lrp.z, lrp.epsilon and their _IB variants"
+                    "integrated_gradients, smoothgrad), by lrp.z, lrp.epsilon and their _IB variants and by "
+                    "deep_lift.rescale"
                     if step.kind is Kind.LSTM else "")
             raise UnsupportedLayerError(f"layer {step.describe()} has no rule in {method}{hint}")
         reason = chosen.unsupported_reason(step)

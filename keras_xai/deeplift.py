@@ -27,6 +27,7 @@ the deeplift package 0.6.13 (``layers/core.py``, ``convolutional.py``, ``normali
   difference split by sign, as the worker engine does). Where a pooling window's maximum of the
   reference is elsewhere than that of the input, the gradient misses part of the difference and
   the contributions no longer sum to the delta exactly (in deeplift too).
+- Keras ``LSTM`` layers (Rescale only): :mod:`keras_xai.lstm_deeplift`.
 - ``deep_lift.ablation`` (the paper's ablation of eq. 13, section 5: "only considering W+ for the
   positive rule and W- for the negative rule, the two matrix chains become decoupled"): every input
   of a linear layer gets :math:`m^+_{in} = W^{+T} m^+` and :math:`m^-_{in} = W^{-T} m^-`, whatever
@@ -72,7 +73,8 @@ from keras_xai.analyzers import SELECTORS, Recipe, register
 from keras_xai.engine import Engine, ReferencePass
 from keras_xai.kinds import Kind
 from keras_xai.modifiers import ABSOLUTE, KEEP, NEGATIVE, POSITIVE
-from keras_xai.rules import NO_CONTEXT, GradientRule, Rule
+from keras_xai.lstm_deeplift import DeepLiftLSTMRule
+from keras_xai.rules import NO_CONTEXT, GradientRule, Rule, reference_of
 
 #: deeplift.util.NEAR_ZERO_THRESHOLD: below it a difference counts as zero.
 NEAR_ZERO = 1e-7
@@ -193,7 +195,8 @@ class DeepLiftPass(ReferencePass):
     def state(self, step, inputs, reference_inputs, output, reference_output, input_states) -> StepState:
         difference = output - reference_output
         kind = step.kind
-        if kind is Kind.INPUT or (kind is Kind.MAX_POOLING and self.contributions_needed):
+        # An LSTM's contributions are its output's deltas (lstm_deeplift: one multiplier for both parts).
+        if kind is Kind.INPUT or kind is Kind.LSTM or (kind is Kind.MAX_POOLING and self.contributions_needed):
             return StepState(*split_by_sign(difference), difference)
         operation = step.operation
         factor = None  # Rescale's dy / dx at an activation, for the multipliers (and contributions)
@@ -243,14 +246,6 @@ class DeepLiftPass(ReferencePass):
 
 
 # --- rules -----------------------------------------------------------------------------------------
-
-def reference_of(rule, context):
-    """``context.reference``, or a clear error for a DeepLIFT rule called without the reference pass."""
-    if context.reference is None:
-        raise ValueError(f"{rule!r} needs the reference pass at its step (context.reference): use it in a "
-                         "DeepLIFT analyzer, or call it with keras_xai.rules.Context(reference=ReferenceContext(...))")
-    return context.reference
-
 
 @dataclass(frozen=True)
 class DeepLiftLinearRule(Rule):
@@ -409,6 +404,8 @@ def deep_lift_recipe(reference, nonlinear_mode: str, ablation: bool) -> Recipe:
         (SELECTORS["average_pooling"], GradientRule()),
         (SELECTORS["activation"], DeepLiftActivationRule(nonlinear_mode)),
     )
+    if nonlinear_mode == "rescale" and not ablation:
+        rules += ((SELECTORS["lstm"], DeepLiftLSTMRule(NEAR_ZERO)),)
     return Recipe(rules, head="gradient", reference_pass=DeepLiftPass(value, nonlinear_mode))
 
 

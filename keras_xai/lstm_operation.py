@@ -49,7 +49,7 @@ class LSTMOperation(Operation):
                  activation, recurrent_activation, dtype: tf.DType):
         self._kernel, self._recurrent_kernel, self._bias = kernel, recurrent_kernel, bias
         self.units, self.return_sequences, self._dtype = units, return_sequences, dtype
-        self._activation, self._recurrent_activation = activation, recurrent_activation
+        self.activation, self.recurrent_activation = activation, recurrent_activation  # tanh, sigmoid by default
 
     def parameters(self) -> tuple:
         """``(W, U, b)`` in the compute dtype (``b`` None without bias), read live."""
@@ -75,12 +75,18 @@ class LSTMOperation(Operation):
             if bias is not None:
                 z = z + bias
             z_i, z_f, z_g, z_o = tf.split(z, 4, axis=1)
-            gate = {"i": self._recurrent_activation(z_i), "f": self._recurrent_activation(z_f),
-                    "g": self._activation(z_g), "o": self._recurrent_activation(z_o)}
+            gate = {"i": self.recurrent_activation(z_i), "f": self.recurrent_activation(z_f),
+                    "g": self.activation(z_g), "o": self.recurrent_activation(z_o)}
             c = gate["f"] * c + gate["i"] * gate["g"]
-            h = gate["o"] * self._activation(c)
+            h = gate["o"] * self.activation(c)
             xs.append(x_t), zs.append(z), gates.append(gate), cs.append(c), hs.append(h)
         return LSTMStates(xs, zs, gates, cs, hs, zeros)
+
+    def per_time_step(self, backward: tf.Tensor, steps: int) -> list:
+        """A backward quantity at the output split into one per ``h_t`` (None where ``h_t`` is not output)."""
+        if self.return_sequences:
+            return tf.unstack(backward, axis=1)
+        return [None] * (steps - 1) + [backward]
 
     def output_of(self, states: LSTMStates) -> tf.Tensor:
         return tf.stack(states.h, axis=1) if self.return_sequences else states.h[-1]

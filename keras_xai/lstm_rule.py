@@ -68,10 +68,7 @@ class LSTMRule(Rule):
         cell_input_step = _inner_step(f"{step.name}/cell input", Kind.DENSE, cell_input, states.h[0].shape)
         cell_sum_step = _inner_step(f"{step.name}/cell sum", Kind.ADD, SumOperation(), states.h[0].shape)
         steps = len(states.h)
-        if operation.return_sequences:
-            from_above = tf.unstack(relevance, axis=1)
-        else:
-            from_above = [None] * (steps - 1) + [relevance]
+        from_above = operation.per_time_step(relevance, steps)
         at_x = [None] * steps
         at_h = None  # relevance at h_t from step t + 1's cell input
         at_c = None  # relevance at c_t from step t + 1's cell-state sum

@@ -76,6 +76,14 @@ class Context:
 NO_CONTEXT = Context()
 
 
+def reference_of(rule, context):
+    """``context.reference``, or a clear error for a DeepLIFT rule called without the reference pass."""
+    if context.reference is None:
+        raise ValueError(f"{rule!r} needs the reference pass at its step (context.reference): use it in a "
+                         "DeepLIFT analyzer, or call it with keras_xai.rules.Context(reference=ReferenceContext(...))")
+    return context.reference
+
+
 class Rule:
     """Base class. ``needs_linear`` rules only apply to linear steps (Dense, Conv2D, ...);
     ``needs_reference`` rules get the whole backward quantity (a tuple for DeepLIFT) and

@@ -70,7 +70,7 @@ EXTRA_METHODS = (
 )
 
 # The methods with a rule for LSTM layers (issue 18): what --model lstm_classifier runs by default.
-LSTM_METHOD_LABELS = ("Gradient", "InputXGradient", "IntegratedGradients", "LRP-epsilon", "LRP-z")
+LSTM_METHOD_LABELS = ("Gradient", "InputXGradient", "IntegratedGradients", "LRP-epsilon", "LRP-z", "DeepLIFT-Rescale")
 
 
 def by_label(labels=None, model: str = "cifar_net") -> list:

@@ -8,7 +8,7 @@ from tensorflow import keras
 
 import keras_xai
 from keras_xai import UnsupportedLayerError
-from numpy_lstm import NumpyLSTMClassifier
+from numpy_lstm import NumpyLSTMClassifier, lstm_deeplift
 
 #: (time steps, features, units of lstm1, units of lstm2, classes)
 SIZES = [(5, 4, 3, 3, 2), (9, 6, 10, 4, 3), (28, 28, 10, 10, 10)]
@@ -98,8 +98,57 @@ def test_relevance_injected_at_lstm2_reaches_lstm1_per_time_step_and_the_input()
         np.testing.assert_allclose(at_input, expected_input, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("size", SIZES, ids=str)
+def test_deeplift_rescale_equals_numpy_and_sums_to_the_delta(size):
+    model = classifier(*size, 0)
+    analyzer = keras_xai.create_analyzer("deep_lift.rescale", model, dtype="float64")
+    for seed in SEEDS:
+        model.set_weights(classifier(*size, seed).get_weights())
+        x = _x(*size[:2], seed)
+        x[0, :2] = 0.0  # rows equal to the reference: Rescale's derivative fallback inside the gates
+        reference = NumpyLSTMClassifier(model)
+        units = np.arange(len(x)) % size[4]
+        expected = np.stack([reference.deeplift(xi, unit) for xi, unit in zip(x, units)])
+        ours = analyzer.analyze(x, neuron_selection=units)
+        np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12, err_msg=f"seed {seed}")
+        delta = [reference.forward(xi)[2][unit] - reference.forward(np.zeros_like(xi))[2][unit]
+                 for xi, unit in zip(x, units)]
+        np.testing.assert_allclose(ours.reshape(len(x), -1).sum(axis=1), delta, rtol=1e-9, atol=1e-12)
+        for name, contributions in analyzer.contributions(x, neuron_selection=units).items():  # every layer
+            np.testing.assert_allclose(np.asarray(contributions).reshape(len(x), -1).sum(axis=1), delta, rtol=1e-9,
+                                       atol=1e-12, err_msg=name)
+
+
+def test_deeplift_with_a_reference_input_and_injected_at_lstm2():
+    size = SIZES[1]
+    model = classifier(*size, 5)
+    x, baseline = _x(*size[:2], 5), np.random.default_rng(9).uniform(size=size[:2])
+    reference = NumpyLSTMClassifier(model)
+    analyzer = keras_xai.create_analyzer("deep_lift.rescale", model, dtype="float64", reference=baseline)
+    np.testing.assert_allclose(analyzer.analyze(x, neuron_selection=2),
+                               np.stack([reference.deeplift(xi, 2, baseline) for xi in x]), rtol=1e-9, atol=1e-12)
+    ours = keras_xai.create_analyzer("deep_lift.rescale", model, dtype="float64")
+    vector = np.zeros((len(x), size[3]))
+    vector[:, 1] = 1.0  # the multiplier of lstm2's unit 1 = DeepLIFT of a model ending at it
+    paths = ours.propagate_from(x, "lstm2", vector)
+    for xi, at_input in zip(x, paths["rows"]):
+        first, second, _ = reference.forward(xi)
+        first0, second0, _ = reference.forward(np.zeros_like(xi))
+        m_h2 = np.zeros_like(second["h"])
+        m_h2[-1, 1] = 1.0
+        m_h1 = lstm_deeplift(second, second0, reference.W2, reference.U2, m_h2)
+        np.testing.assert_allclose(at_input, lstm_deeplift(first, first0, reference.W1, reference.U1, m_h1) * xi,
+                                   rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["deep_lift.reveal_cancel", "deep_lift.ablation"])
+def test_deeplift_variants_without_an_lstm_rule_refuse(method):
+    with pytest.raises(UnsupportedLayerError, match=rf"'lstm1' \(LSTM\) has no rule in {method}.*deep_lift.rescale"):
+        keras_xai.create_analyzer(method, classifier(*SIZES[0], 0))
+
+
 @pytest.mark.parametrize("method", ["gradient", "input_t_gradient", "integrated_gradients", "smoothgrad", "lrp.z",
-                                    "lrp.epsilon"])
+                                    "lrp.epsilon", "deep_lift.rescale"])
 def test_saturated_gates_and_zero_inputs_give_finite_maps(method):
     model = classifier(*SIZES[2], 7)
     model.set_weights([w * 40 for w in model.get_weights()])  # every gate at 0 or 1, tanh at +-1
