@@ -8,7 +8,7 @@ from tensorflow import keras
 
 import keras_xai
 from keras_xai import UnsupportedLayerError
-from numpy_lstm import NumpyLSTMClassifier, lstm_deeplift
+from numpy_lstm import NumpyLSTMClassifier, lrp_lstm, lstm_deeplift, lstm_forward
 
 #: (time steps, features, units of lstm1, units of lstm2, classes)
 SIZES = [(5, 4, 3, 3, 2), (9, 6, 10, 4, 3), (28, 28, 10, 10, 10)]
@@ -84,7 +84,7 @@ def test_lrp_z_conserves_the_logit_without_biases(size):
     np.testing.assert_allclose(maps.reshape(len(x), -1).sum(axis=1), explained, rtol=1e-9)
 
 
-def test_relevance_injected_at_lstm2_reaches_lstm1_per_time_step_and_the_input():
+def test_relevance_injected_at_lstm2_or_lstm1_reaches_lower_time_steps_and_the_input():
     size = SIZES[1]
     model = classifier(*size, 5)
     x = _x(*size[:2], 5)
@@ -96,6 +96,13 @@ def test_relevance_injected_at_lstm2_reaches_lstm1_per_time_step_and_the_input()
         expected_lstm1, expected_input = reference.lrp_from_lstm2(xi, vector, 0.01)
         np.testing.assert_allclose(at_lstm1, expected_lstm1, rtol=1e-9, atol=1e-12)  # (time steps, units)
         np.testing.assert_allclose(at_input, expected_input, rtol=1e-9, atol=1e-12)
+    at_every_step = np.random.default_rng(7).normal(size=(len(x), size[0], size[2]))  # lstm1: (time steps, units)
+    from_lstm1 = keras_xai.create_analyzer("lrp.epsilon", model, epsilon=0.01, dtype="float64").propagate_from(
+        x, "lstm1", at_every_step)["rows"]
+    for xi, injected, at_input in zip(x, at_every_step, from_lstm1):
+        first = lstm_forward(xi, reference.W1, reference.U1, reference.b1)
+        np.testing.assert_allclose(at_input, lrp_lstm(first, reference.W1, reference.U1, injected, 0.01), rtol=1e-9,
+                                   atol=1e-12)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=str)
