@@ -128,6 +128,8 @@ def parse(argv=None) -> argparse.Namespace:
             parser.error("--dataset imagenet needs --data-dir (a folder of ImageNet validation images)")
         if args.model in ("cifar_net", "lstm_classifier") and args.weights == "imagenet":
             parser.error(f"--weights imagenet is for vgg16/resnet50; {args.model} takes a weights file")
+        if args.model == "lstm_classifier" and args.engine != "native":
+            parser.error(f"--model lstm_classifier runs on the native engine only ({args.engine} has no LSTM layers)")
         if args.model == "lstm_classifier" and args.command == "pattern-svd":
             parser.error("pattern-svd decomposes PatternNet's patterns of dense and conv layers; lstm_classifier "
                          "has none (its methods: " + ", ".join(methods.LSTM_METHOD_LABELS) + ")")

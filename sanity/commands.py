@@ -116,12 +116,15 @@ def run_csc(setup, specs, args, out: Path) -> None:
     baselines = result.baselines(seed=args.seed)
     per_step = {m: {k: {layer: result.location_medians(m, k, layer) for layer in setup.sequence_layers}
                     for k in result.injection_layers} for m in result.methods}
+    per_step_json = {m: {k: {layer: [None if np.isnan(v) else float(v) for v in values]  # NaN: no pair defined
+                             for layer, values in per_k.items()} for k, per_k in per_m.items()}
+                     for m, per_m in per_step.items()}
     _write_json(out / "csc.json", {"methods": result.methods, "injection_layers": result.injection_layers,
                                    "layers": result.layers, "first_conv_layer": setup.first_conv_layer,
                                    "medians": medians, "summaries": summaries, "baselines": baselines,
                                    "n_images": result.n_images, "n_vectors": 5,
                                    "converging_methods": _converging(specs), **_described(setup),
-                                   **({"median_per_time_step": per_step} if setup.sequence_layers else {})})
+                                   **({"median_per_time_step": per_step_json} if setup.sequence_layers else {})})
     _write_csv(out / "csc_medians.csv", ["method", "injection_layer", "layer", "median_abs_cos", "one_minus_median",
                                          "baseline"],
                [[m, k, layer, v, 1 - v, baselines[layer]] for m, per_m in medians.items()
@@ -134,10 +137,12 @@ def run_csc(setup, specs, args, out: Path) -> None:
                     for layer, values in per_k.items() for step, v in enumerate(values)])
         for k in result.injection_layers:
             reached = {layer: {m: per_step[m][k][layer] for m in result.methods}
-                       for layer in setup.sequence_layers if not np.isnan(per_step[result.methods[0]][k][layer]).all()}
-            plots.csc_time_steps(reached, baselines, converges, out / f"csc_time_steps_{k}.png",
-                                 f"CSC per time step, vectors injected at {k} ({setup.description}, "
-                                 f"{result.n_images} images)")
+                       for layer in setup.sequence_layers
+                       if any(not np.isnan(per_step[m][k][layer]).all() for m in result.methods)}
+            if reached:
+                plots.csc_time_steps(reached, baselines, converges, out / f"csc_time_steps_{k}.png",
+                                     f"CSC per time step, vectors injected at {k} ({setup.description}, "
+                                     f"{result.n_images} images)")
     for k in result.injection_layers:
         layers = [layer for layer in result.layers if any(layer in medians[m][k] for m in medians)][::-1]
         plots.csc_curves(layers, {m: medians[m][k] for m in medians}, baselines, converges, out / f"csc_{k}.png",

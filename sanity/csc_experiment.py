@@ -114,8 +114,8 @@ def cosine_similarity_convergence(model: keras.Model, inputs: ExperimentInputs, 
                 k = injection_layers.index(name)
                 # Popped: each injection's results are freed once counted, so that the pass running
                 # meanwhile can reuse their memory instead of the process growing (page faults).
-                for layer_name, size, cosines, histograms in injection_histograms(propagated.pop(name),
-                                                                                  len(positions), n_vectors):
+                for layer_name, size, cosines, histograms in injection_histograms(
+                        propagated.pop(name), len(positions), n_vectors, keep_cosines=per_location_layers):
                     channels[layer_name] = size
                     l = layers.index(layer_name)
                     fine[:, m, k, l], coarse[:, m, k, l] = histograms
@@ -166,22 +166,24 @@ def _locations(shape: tuple) -> int:
     return 1 if len(shape) == 1 else int(np.prod(shape[:-1]))
 
 
-def injection_histograms(propagated: dict, n_images: int, n_vectors: int):
+def injection_histograms(propagated: dict, n_images: int, n_vectors: int, keep_cosines=()):
     """Per layer of one injection's results (layer -> ``n_vectors`` rows per image, image-major):
-    ``(layer, vector size, |cos| (images, pairs, locations), (fine, coarse))``, the per-image CSC
-    histograms of :func:`csc.row_histograms`.
+    ``(layer, vector size, |cos| (images, pairs, locations) for the layers in keep_cosines else None,
+    (fine, coarse))``, the per-image CSC histograms of :func:`csc.row_histograms`.
     Layers with equal values (LRP's relevance at a conv layer and at its ReLU, a Dropout layer and its
     input) are counted once: comparing is far cheaper than the pairwise cosines."""
-    done = []  # (values, histograms) of the layers counted so far
+    done = []  # (values, (cosines or None, histograms)) of the layers counted so far
     for layer_name, values in propagated.items():
         values = np.asarray(values)
         counted = next((c for seen, c in done if seen.shape == values.shape and np.array_equal(seen, values)), None)
         if counted is None:
             per_image = values.reshape(n_images, n_vectors, *values.shape[1:])
             cosines = csc.pairwise_abs_cosine(per_image)
-            counted = (cosines, csc.row_histograms(cosines))
+            counted = (cosines if keep_cosines else None, csc.row_histograms(cosines))  # held only if asked for
             done.append((values, counted))
-        yield layer_name, _layer_vector_size(values.shape[1:]), *counted
+        cosines, histograms = counted
+        yield layer_name, _layer_vector_size(values.shape[1:]), cosines if layer_name in keep_cosines else None, \
+            histograms
 
 
 def injected_vectors(inputs: ExperimentInputs, positions, injection_layers, shapes: dict, n_vectors: int,

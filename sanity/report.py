@@ -205,50 +205,61 @@ def collect_claims(folder) -> list:
 CONVERGED_CSC = 0.99  # "converge to >= 0.99" (the paper's CSC threshold, as in _csc_claims)
 
 
+def _at_least(value, threshold):
+    """``value >= threshold``, None where the value is missing or undefined (NaN)."""
+    return None if value is None or value != value else value >= threshold
+
+
 def _lstm_rows(folder: Path) -> tuple:
-    """(table lines, {method: checks that found it ignoring later layers}, checks run) from the JSON."""
+    """(table lines, {method: (checks finding it ignoring later layers, checks it was in)}) from the JSON."""
     random_logit, cascading, csc = (_load(folder, name) for name in ("random_logit", "cascading", "csc"))
-    methods = next(s["methods"] for s in (random_logit, cascading, csc) if s is not None)
+    methods = list(dict.fromkeys(m for s in (random_logit, cascading, csc) if s is not None for m in s["methods"]))
     header = ["method"]
-    checks = []  # (name, {method: (shown value, ignores later layers?)})
+    checks = []  # (name, {method: (shown value, ignores later layers? None: undefined)})
     if random_logit is not None:
         median = dict(zip(random_logit["methods"], random_logit["median"]))
         header.append(f"random logit: median SSIM (>= {CLOSE_TO_ONE} ignores the logit)")
-        checks.append(("random logit", {m: (_fmt(v), v >= CLOSE_TO_ONE) for m, v in median.items()}))
+        checks.append(("random logit", {m: (_fmt(v), _at_least(v, CLOSE_TO_ONE)) for m, v in median.items()}))
     if cascading is not None:
-        steps = cascading["steps"]
-        header.append("cascading: median SSIM after randomizing " + " / ".join(steps)
-                      + f" (>= {KEEPS_HIGH} after {steps[0]} ignores it)")
+        steps, step = cascading["steps"], cascading["first_conv_step"]
+        column = steps.index(step)
+        header.append("cascading: median SSIM after randomizing down to " + " / ".join(steps)
+                      + f" (>= {KEEPS_HIGH} down to {step} ignores them)")
         checks.append(("cascading", {m: (" / ".join(_fmt(v) for v in cascading["median"][i]),
-                                         cascading["median"][i][0] >= KEEPS_HIGH)
+                                         _at_least(cascading["median"][i][column], KEEPS_HIGH))
                                      for i, m in enumerate(cascading["methods"])}))
     if csc is not None:
         top, first = csc["injection_layers"][0], csc["first_conv_layer"]
-        below = [layer for layer in csc["layers"][::-1] if any(layer in csc["medians"][m][top] for m in csc["methods"])
-                 and layer != top]
+        reached = {m: csc["medians"][m][top] for m in csc["methods"]}
+        below = [layer for layer in csc["layers"][::-1] if layer != top and any(layer in r for r in reached.values())]
         header.append(f"CSC: 1 - median abs(cos), injected at {top}, at " + " / ".join(below)
                       + f" (<= {1 - CONVERGED_CSC:.2g} at {first} converges)")
-        checks.append(("CSC", {m: (" / ".join(_fmt(1 - csc["medians"][m][top][layer]) for layer in below),
-                                   csc["medians"][m][top][first] >= CONVERGED_CSC) for m in csc["methods"]}))
-    yes_no = {True: "**ignores**", False: "sensitive"}
+        checks.append(("CSC", {m: (" / ".join(_fmt(None if reached[m].get(layer) is None else 1 - reached[m][layer])
+                                              for layer in below),
+                                   _at_least(reached[m].get(first), CONVERGED_CSC)) for m in csc["methods"]}))
+    shown = {True: "**ignores**", False: "sensitive", None: "undefined"}
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    ignoring = {m: [name for name, values in checks if m in values and values[m][1]] for m in methods}
+    verdicts = {m: ([name for name, values in checks if m in values and values[m][1]],
+                    sum(m in values and values[m][1] is not None for _, values in checks)) for m in methods}
     for m in methods:
-        cells = [f"{values[m][0]} ({yes_no[values[m][1]]})" if m in values else "n/a" for _, values in checks]
+        cells = [f"{values[m][0]} ({shown[values[m][1]]})" if m in values else "n/a" for _, values in checks]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return lines, ignoring, [name for name, _ in checks]
+    return lines, verdicts
 
 
-def _lstm_answer(ignoring: dict, checks: list) -> str:
+def _lstm_answer(verdicts: dict) -> str:
     """The measured answer to "does LRP for LSTMs ignore later layers?", in one paragraph."""
     def verdict(method):
-        found = ignoring[method]
-        return f"{method}: {len(found)} of {len(checks)} checks" + (f" ({', '.join(found)})" if found else "")
-    lrp = [m for m in ignoring if m.startswith("LRP")]
-    others = [m for m in ignoring if not m.startswith("LRP")]
-    # yes: every check finds every LRP method ignoring later layers; partly: some check finds one doing so
-    answer = "yes" if lrp and all(len(ignoring[m]) == len(checks) for m in lrp) else \
-        ("partly" if any(ignoring[m] for m in lrp) else "no")
+        found, run = verdicts[method]
+        return f"{method}: {len(found)} of {run} checks" + (f" ({', '.join(found)})" if found else "")
+    lrp = [m for m in verdicts if m.startswith("LRP") and verdicts[m][1]]
+    others = [m for m in verdicts if m not in lrp]
+    if not lrp:
+        answer = "not measured (no LRP method ran)"
+    elif all(len(verdicts[m][0]) == verdicts[m][1] for m in lrp):  # every check, every LRP method
+        answer = "yes"
+    else:
+        answer = "partly" if any(verdicts[m][0] for m in lrp) else "no"
     return (f"**Does LRP for LSTMs ignore later layers? Measured: {answer}.** Checks finding a method "
             f"ignoring later layers: " + "; ".join(verdict(m) for m in lrp + others) + ".")
 
@@ -279,15 +290,15 @@ def write_lstm_report(folder, title: str, notes: list | None = None) -> Path:
     lines = [f"# {title}", "",
              "Nobody has published these checks on an LSTM (the paper ran CNNs only). Each check uses the paper's "
              "threshold, fixed before the run: a method *ignores later layers* in a check when its random-logit "
-             f"median SSIM is >= {CLOSE_TO_ONE}, when its median SSIM after randomizing the logit layer is >= "
-             f"{KEEPS_HIGH}, or when its vectors injected at the logits converge (median abs(cos) >= "
+             f"median SSIM is >= {CLOSE_TO_ONE}, when its median SSIM after randomizing the layers down to the "
+             f"top LSTM is >= {KEEPS_HIGH}, or when its vectors injected at the logits converge (median abs(cos) >= "
              f"{CONVERGED_CSC}) at the first LSTM layer. LRP for LSTMs is Arras et al.'s signal-take-all rule "
              "(gates get no relevance) with the method's z or epsilon rule on the linear parts.", ""]
     if not any((folder / f"{name}.json").exists() for name in ("random_logit", "cascading", "csc")):
         lines += ["No experiment results in this folder yet.", ""]
     else:
-        table, ignoring, checks = _lstm_rows(folder)
-        lines += [_lstm_answer(ignoring, checks), "", *table, "", *_time_step_lines(_load(folder, "csc"))]
+        table, verdicts = _lstm_rows(folder)
+        lines += [_lstm_answer(verdicts), "", *table, "", *_time_step_lines(_load(folder, "csc"))]
         figures = [name for name in ("random_logit.png", "random_logit_examples.png", "cascading.png",
                                      "cascading_maps.png", "csc_logits.png", "csc_time_steps_logits.png",
                                      "csc_time_steps_lstm2.png", "two_classes.png") if (folder / name).exists()]

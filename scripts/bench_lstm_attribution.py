@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 from architectures.cli_types import positive_int, seed_int  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
-METHODS = ("gradient", "input_t_gradient", "lrp.z", "lrp.epsilon")
+METHODS = ("gradient", "input_t_gradient", "lrp.z", "lrp.epsilon", "deep_lift.rescale")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

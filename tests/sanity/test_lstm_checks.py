@@ -104,8 +104,10 @@ def _write(folder, name, payload):
 def test_lstm_report_applies_the_papers_thresholds_per_method(tmp_path, lrp_ssim, answer):
     methods_run = ["Gradient", "LRP-z"]
     _write(tmp_path, "random_logit", {"methods": methods_run, "median": [0.3, lrp_ssim], "n_images": 5})
+    # Read where the top LSTM is randomized too (lstm2), as the paper reads it at its first conv step.
     _write(tmp_path, "cascading", {"methods": methods_run, "steps": ["logits", "lstm2", "lstm1"],
-                                   "median": [[0.4, 0.2, 0.1], [0.75, 0.6, 0.5]], "n_images": 5})
+                                   "first_conv_step": "lstm2", "median": [[0.8, 0.2, 0.1], [0.75, 0.72, 0.5]],
+                                   "n_images": 5})
     medians = {"Gradient": {"logits": {"lstm2": 0.4, "lstm1": 0.7, "rows": 0.8}},
                "LRP-z": {"logits": {"lstm2": 0.6, "lstm1": 0.995, "rows": 0.9}}}
     _write(tmp_path, "csc", {"methods": methods_run, "injection_layers": ["logits"], "first_conv_layer": "lstm1",
@@ -116,9 +118,19 @@ def test_lstm_report_applies_the_papers_thresholds_per_method(tmp_path, lrp_ssim
     # LRP-z: cascading 0.75 >= 0.7 and CSC 0.995 >= 0.99 ignore later layers; random logit as parametrized.
     assert f"Measured: {answer}." in text
     assert f"LRP-z: {3 if lrp_ssim >= 0.9 else 2} of 3 checks" in text and "Gradient: 0 of 3 checks" in text
-    assert "0.75 / 0.6 / 0.5 (**ignores**)" in text and "0.4 / 0.2 / 0.1 (sensitive)" in text  # cascading
+    assert "0.75 / 0.72 / 0.5 (**ignores**)" in text and "0.8 / 0.2 / 0.1 (sensitive)" in text  # cascading
     assert "| LRP-z | " in text and "0.4 / 0.005 / 0.1 (**ignores**)" in text and "0.6 / 0.3 / 0.2 (sensitive)" in text
     assert "Gradient 0.1 at step 2 (last step 0.1)" in text and "LRP-z 0.001 at step 1 (last step n/a)" in text
+
+
+def test_lstm_report_counts_only_the_checks_a_method_was_in_and_needs_an_lrp_method(tmp_path):
+    _write(tmp_path, "random_logit", {"methods": ["Gradient", "LRP-z"], "median": [0.3, float("nan")], "n_images": 5})
+    _write(tmp_path, "cascading", {"methods": ["Gradient"], "steps": ["logits", "lstm2"], "first_conv_step": "lstm2",
+                                   "median": [[0.9, 0.8]], "n_images": 5})
+    text = report.write_lstm_report(tmp_path, "LSTM").read_text()
+    assert "Measured: not measured (no LRP method ran)." in text  # LRP-z's only check is undefined
+    assert "Gradient: 1 of 2 checks (cascading)" in text and "LRP-z: 0 of 0 checks" in text
+    assert "| LRP-z | nan (undefined) | n/a |" in text
 
 
 def sanity(*args):
@@ -151,6 +163,8 @@ def test_cli_runs_the_checks_on_the_lstm_and_reports_per_method(tmp_path):
     assert "Not run: GuidedBP is not defined on this model" in text and "sigmoids and tanh" in text
 
 
-def test_cli_refuses_pattern_svd_on_the_lstm(tmp_path):
+def test_cli_refuses_pattern_svd_and_other_engines_on_the_lstm(tmp_path):
     result = sanity("pattern-svd", "--model", "lstm_classifier", "--out", str(tmp_path))
     assert result.returncode == 2 and "lstm_classifier has none" in result.stderr
+    result = sanity("csc", "--model", "lstm_classifier", "--engine", "deeplift", "--out", str(tmp_path))
+    assert result.returncode == 2 and "native engine only (deeplift has no LSTM layers)" in result.stderr
