@@ -13,7 +13,7 @@ import numpy as np
 from architectures.cache import atomic_write_text
 from keras_xai import graph
 
-from . import csc_experiment, experiment_inputs, experiments, methods, pattern_svd, plots, report, simulation
+from . import csc_experiment, csc_training, experiment_inputs, experiments, methods, pattern_svd, plots, report, simulation
 from .setups import build_setup
 
 #: The experiments, in the order "all" runs them.
@@ -211,9 +211,35 @@ def run_pattern_svd(setup, specs, args, out: Path) -> None:
                              f"PatternAttribution singular values (paper fig. 3): {setup.description}")
 
 
+def run_csc_training(args, out: Path) -> None:
+    specs, _ = methods.available(methods.by_label(list(args.methods) if args.methods else None), args.engine)
+    sweep = csc_training.csc_over_training(specs, args.epochs, args.dataset, args.n_images, args.seed, args.n_fit,
+                                           args.data_dir, out / "per_image" / "csc_training", args.engine,
+                                           args.chunk_size, progress=not args.quiet, overwrite=args.overwrite)
+    medians = {m: sweep.medians(m) for m in sweep.methods}
+    _write_json(out / "csc_training.json", {"epochs": sweep.epochs, "methods": sweep.methods,
+                                            "injection_layer": sweep.injection, "layer": sweep.layer,
+                                            "medians": medians, "summaries": sweep.summaries,
+                                            "test_accuracy": sweep.test_accuracy, "n_images": sweep.n_images,
+                                            "converging_methods": _converging(specs), "runs": sweep.provenance})
+    _write_csv(out / "csc_training.csv", csc_training.CSV_HEADER, csc_training.rows(sweep))
+    shown = [m for m in csc_training.DISTRIBUTION_METHODS if m in sweep.methods]
+    distributions = {m: [csc_training.dissimilarity_density(sweep.fine[e, sweep.methods.index(m)])
+                         for e in range(len(sweep.epochs))] for m in shown}
+    plots.csc_training_figure(sweep.epochs, medians, {s.label: s.converges for s in specs}, distributions,
+                              sweep.layer, out / "csc_training.png",
+                              f"CSC at {sweep.layer} (vectors injected at {sweep.injection}) against training, "
+                              f"appendix-D net on {args.dataset}, {sweep.n_images} images")
+
+
 def run(args, out: Path) -> int:
     """Run ``args.command`` (every experiment for "all") into ``out``; 0, or 2 for a --patterns file that does not fit."""
     notes = list(PAPER_NOTES)
+    if args.command == "csc-training":  # one set-up per training length, built by the sweep itself
+        run_csc_training(args, out)
+        path = report.write_report(out, "When Explanations Lie: claims and our measurements", notes)
+        print(f"wrote results, figures and {path}")
+        return 0
     on_lstm = args.model == "lstm_classifier"
     commands = (LSTM_EXPERIMENTS if on_lstm else EXPERIMENTS) if args.command == "all" else (args.command,)
     if commands != ("simulate",):
@@ -227,7 +253,8 @@ def run(args, out: Path) -> int:
             print("skipping methods the engine does not offer yet: " + ", ".join(s.label for s in missing))
         wants_patterns = "pattern-svd" in commands or any(s.needs_fit for s in specs)
         n_fit = args.n_fit if wants_patterns and args.patterns is None else 0
-        setup = build_setup(args.model, args.dataset, args.n_images, args.seed, args.weights, args.data_dir, n_fit)
+        setup = build_setup(args.model, args.dataset, args.n_images, args.seed, args.weights, args.data_dir, n_fit,
+                            epochs=args.epochs[0] if args.epochs else None)
         specs, refused = methods.explaining(specs, setup.model, setup.inputs.input_range)
         for label, reason in refused.items():
             notes.append(f"Not run: {label} is not defined on this model ({reason}).")

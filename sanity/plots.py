@@ -216,3 +216,36 @@ def pattern_svd_figure(result: dict, path, title: str) -> Path:
     axes[0].legend(fontsize=8)
     figure.suptitle(title)
     return _save(figure, path)
+
+
+def csc_training_figure(epochs, medians: dict, converges: dict, distributions: dict, layer: str, path,
+                        title: str) -> Path:
+    """CSC against training: (a) 1 - median |cos| at ``layer`` per training length and method (log scale);
+    (b) for each method of ``distributions`` ({method: [(t centres, fractions) per training length]}), the
+    distribution of t = -log10(1 - |cos|), one curve per training length."""
+    n_panels = 1 + len(distributions)
+    figure, axes = plt.subplots(1, n_panels, figsize=(5.5 + 3.6 * len(distributions), 4.2), squeeze=False)
+    axis = axes[0, 0]
+    colours = _method_colours(list(medians), converges)
+    x = np.arange(len(epochs))
+    for (method, values), marker in zip(medians.items(), itertools.cycle("os^vDP*X")):
+        axis.semilogy(x, np.maximum(1 - np.asarray(values, dtype=float), 1e-16), "-" if converges.get(method) else "--",
+                      marker=marker, markersize=4, color=colours[method], label=method)
+    axis.set_xticks(x, [f"{e} (init)" if e == 0 else str(e) for e in epochs])
+    axis.set_xlabel("epochs of training")
+    axis.set_ylabel(f"1 - median |cos| at {layer}")
+    axis.set_title("(a) median over images, pairs, locations")
+    axis.grid(alpha=0.4, which="both")
+    axis.legend(fontsize=6, ncol=2)
+    shades = plt.get_cmap("viridis")
+    for axis, (method, per_epoch) in zip(axes[0, 1:], distributions.items()):
+        for j, (count, (centres, fractions)) in enumerate(zip(epochs, per_epoch)):
+            axis.plot(centres, fractions, color=shades(j / max(1, len(epochs) - 1)), label=f"{count} epochs")
+        axis.set_xlabel("-log10(1 - |cos|)  (right: more converged)")
+        if axis is axes[0, 1]:
+            axis.set_ylabel("fraction of values")
+        axis.set_title(f"(b) {method}")
+        axis.grid(alpha=0.4)
+        axis.legend(fontsize=7)
+    figure.suptitle(title)
+    return _save(figure, path)

@@ -30,6 +30,7 @@ class Claim:
     prediction: str
     measured: str
     reproduced: bool | None  # None: could not be checked (missing method or experiment)
+    explanation: str = ""  # for a claim not reproduced: what a measured control shows (empty: none run)
 
 
 def _load(folder: Path, name: str):
@@ -39,6 +40,33 @@ def _load(folder: Path, name: str):
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
+
+
+def _training_lengths(training, methods) -> str:
+    """``method: 1 - median`` per training length of the sweep (csc_training.json), for explanations."""
+    return "; ".join(f"{m}: " + ", ".join(f"{_fmt(1 - v)} ({e} ep.)" for e, v in zip(training["epochs"],
+                                                                                    training["medians"][m]))
+                     for m in methods)
+
+
+def _csc_explanations(claims: list, summary, training) -> None:
+    """Fill the explanations of the CSC claims not reproduced from the training sweep, where it ran at the
+    same layers (``python -m sanity csc-training``)."""
+    if training is None or training["layer"] != summary["first_conv_layer"]:
+        return
+    at = f"1 - median abs(cos) at {training['layer']} by training length (csc_training.json, {training['n_images']} images)"
+    swept = set(training["methods"])
+    for claim in claims:
+        if claim.reproduced is not False:
+            continue
+        if claim.claim.startswith("LRP alpha1beta0") and "LRP-a1b0" in swept:
+            claim.explanation = f"Training moves it: {at}: {_training_lengths(training, ['LRP-a1b0'])}."
+        elif claim.claim.startswith("the other modified-BP") and training["epochs"][0] == 0:
+            rest = [m for m in training["methods"] if m in summary["converging_methods"] and m != "LRP-a1b0"]
+            if rest:
+                initial = [m for m in rest if training["medians"][m][0] >= 0.99]
+                claim.explanation = (f"Untrained, {len(initial)} of {len(rest)} reach 0.99 ({at}: "
+                                     f"{_training_lengths(training, rest)}).")
 
 
 def _csc_claims(summary) -> list:
@@ -197,7 +225,10 @@ def collect_claims(folder) -> list:
                         ("pattern_svd", _pattern_svd_claims)):
         summary = _load(folder, name)
         if summary is not None:
-            claims.extend(build(summary))
+            built = build(summary)
+            if name == "csc":
+                _csc_explanations(built, summary, _load(folder, "csc_training"))
+            claims.extend(built)
     return claims
 
 
@@ -318,12 +349,12 @@ def write_report(folder, title: str, notes: list | None = None) -> Path:
     folder = Path(folder)
     claims = collect_claims(folder)
     verdict = {True: "yes", False: "**no**", None: "not checked"}
-    lines = [f"# {title}", "", "| experiment | paper's claim | prediction | measured | reproduced |",
-             "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {c.experiment} | {c.claim} | {c.prediction} | {c.measured} | {verdict[c.reproduced]} |"
-              for c in claims]
+    lines = [f"# {title}", "", "| experiment | paper's claim | prediction | measured | reproduced | "
+             "explanation (measured control) |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {c.experiment} | {c.claim} | {c.prediction} | {c.measured} | {verdict[c.reproduced]} | "
+              f"{c.explanation} |" for c in claims]
     if not claims:
-        lines.append("| - | no experiment results in this folder yet | | | |")
+        lines.append("| - | no experiment results in this folder yet | | | | |")
     lines += ["", f"{sum(c.reproduced is True for c in claims)} of {len(claims)} claims reproduced.", ""]
     lines += provenance_lines(folder)
     notes = list(notes or []) + undefined_notes(folder)

@@ -74,9 +74,23 @@ def choose_indices(n_available: int, n_images: int, seed: int, first: int | None
     return np.concatenate([[first], chosen]).astype(np.int64) if first is not None else chosen.astype(np.int64)
 
 
-def _cifar_net_setup(dataset: str, weights, n_images: int, seed: int, data_dir, n_fit: int) -> Setup:
+def _initialised(dataset: str) -> zoo.TrainedModel:
+    """The appendix-D net before training: Keras' initializers, seeded as the trained model's start."""
+    keras.utils.set_random_seed(0)  # what zoo.trained_model seeds before building (seed 0)
+    model = models.cifar_net(input_shape=(28, 28, 1) if dataset == "mnist" else (32, 32, 3))
+    return zoo.TrainedModel(model, {"source": "random (Keras' initializers, seed 0)"})
+
+
+def _trained_cifar_net(dataset: str, epochs, data_dir) -> zoo.TrainedModel:
+    """The cached trained model (``epochs``: of the default recipe, 0: untrained)."""
+    if epochs == 0:
+        return _initialised(dataset)
+    return zoo.trained_model("cifar_net", dataset, seed=0, epochs=epochs, data_dir=data_dir)
+
+
+def _cifar_net_setup(dataset: str, weights, n_images: int, seed: int, data_dir, n_fit: int, epochs=None) -> Setup:
     if dataset == "mnist":
-        trained = zoo.trained_model("cifar_net", "mnist", seed=0) if weights is None else None
+        trained = _trained_cifar_net("mnist", epochs, data_dir) if weights is None else None
         split = data.mnist()
         shape, names = (28, 28, 1), [str(i) for i in range(10)]
         test_images, test_labels = split.test.images, split.test.labels
@@ -86,7 +100,7 @@ def _cifar_net_setup(dataset: str, weights, n_images: int, seed: int, data_dir, 
         shape, names = (32, 32, 3), list(data.CIFAR10_CLASSES)
         trained = None
         if weights is None:
-            trained = zoo.trained_model("cifar_net", "cifar10", seed=0, data_dir=data_dir)
+            trained = _trained_cifar_net("cifar10", epochs, data_dir)
         if dataset == "cifar10":
             split = data.cifar10(data_dir)
             test_images, test_labels, fit_source = split.test.images, split.test.labels, split.train.images
@@ -96,7 +110,9 @@ def _cifar_net_setup(dataset: str, weights, n_images: int, seed: int, data_dir, 
             test_images, test_labels, fit_source, first = samples.images, samples.labels, samples.images, None
     else:
         raise ValueError(f"cifar_net runs on --dataset mnist, cifar10 or samples, not {dataset!r}")
-    if trained is not None:
+    if trained is not None and epochs == 0:
+        model, weights_source, weights_file = trained.model, trained.metadata["source"], None
+    elif trained is not None:
         model = trained.model
         source = trained.metadata.get("source")
         weights_source, weights_file = "the project's trained model", source if source != "trained" else None
@@ -109,9 +125,11 @@ def _cifar_net_setup(dataset: str, weights, n_images: int, seed: int, data_dir, 
     fit_images = training.images_to_float(fit_source[:n_fit]) if n_fit else None
     inputs = ExperimentInputs(images, test_labels[indices], indices, (0.0, 1.0), fit_images)
     display = images[..., 0] if shape[-1] == 1 else images
+    trained_for = {None: "trained", 0: "untrained (random init)"}.get(epochs, f"trained {epochs} epoch(s)")
     return Setup("cifar_net", keras_xai.model_wo_softmax(model), inputs, display, names,
                  CASCADING_STEPS["cifar_net"], CSC_INJECTION_LAYERS["cifar_net"], FIRST_CONV_LAYER["cifar_net"], FIRST_CONV_STEP["cifar_net"],
-                 f"appendix-D CIFAR net trained on {dataset}",
+                 f"appendix-D CIFAR net {trained_for} on {dataset}" if weights is None
+                 else f"appendix-D CIFAR net trained on {dataset}",
                  _provenance(model, weights_source, weights_file, dataset, data_dir, inputs))
 
 
@@ -167,11 +185,15 @@ def _lstm_classifier_setup(dataset: str, weights, n_images: int, seed: int) -> S
 
 
 def build_setup(model: str, dataset: str, n_images: int, seed: int, weights=None, data_dir=None,
-                n_fit: int = 0) -> Setup:
+                n_fit: int = 0, epochs: int | None = None) -> Setup:
     """The model and ``n_images`` test images for the experiments (``n_fit`` training images for
-    methods that learn patterns)."""
+    methods that learn patterns). ``epochs`` (cifar_net without ``weights``): the cached model trained
+    that many epochs of the default recipe (trained on first use; 0: untrained), instead of the default."""
+    if epochs is not None and (model != "cifar_net" or weights is not None):
+        raise ValueError("epochs selects a training length of the project's cifar_net; it does not apply to "
+                         f"{'weights files' if weights is not None else model}")
     if model == "cifar_net":
-        return _cifar_net_setup(dataset, weights, n_images, seed, data_dir, n_fit)
+        return _cifar_net_setup(dataset, weights, n_images, seed, data_dir, n_fit, epochs)
     if model in ("vgg16", "resnet50"):
         return _imagenet_setup(model, dataset, weights, n_images, seed, data_dir)
     if model == "lstm_classifier":

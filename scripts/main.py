@@ -5,7 +5,8 @@
 2. "When Explanations Lie", quick protocol: random logit, cascading randomization and CSC for every
    method of the paper on 50 MNIST test images (patterns fitted on 2,000 training images), the
    one-image-two-classes figure, PatternAttribution's singular values and the matrix-chain simulation
-   (results/sanity/: JSON/CSV, PNG figures, report.md).
+   (results/sanity/: JSON/CSV, PNG figures, report.md); CSC on the untrained and the trained net
+   (csc_training.*), the control behind report.md's explanations of the CSC claims.
 3. The same sanity checks on the thesis' LSTM classifier (random logit, cascading randomization of logits,
    lstm2, lstm1, CSC per layer and time step) for the methods with an LSTM rule, on the same test images
    (results/sanity_lstm/, report.md answers "does LRP for LSTMs ignore later layers?").
@@ -66,6 +67,10 @@ def main(argv=None) -> int:
         codes.append(sanity_cli.main(["all", "--model", "cifar_net", "--dataset", "mnist", "--n-images",
                                       str(args.n_images), "--repetitions", "10", "--n-fit", str(args.n_fit),
                                       "--out", str(out / "sanity"), *(["--overwrite"] if args.overwrite else [])]))
+        # The control behind the CSC claims' explanations: the same protocol on the untrained net.
+        codes.append(sanity_cli.main(["csc-training", "--epochs", "0,1", "--n-images", str(args.n_images),
+                                      "--n-fit", str(args.n_fit), "--out", str(out / "sanity"),
+                                      *(["--overwrite"] if args.overwrite else [])]))
         codes.append(sanity_cli.main(["all", "--model", "lstm_classifier", "--n-images", str(args.n_images),
                                       "--out", str(out / "sanity_lstm"), *(["--overwrite"] if args.overwrite else [])]))
     if not args.skip_lstm:
