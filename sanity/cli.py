@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                     "--model lstm_classifier applies the same checks to the LSTM MNIST thesis' classifier (methods "
                     "with an LSTM rule; CSC also per time step) and reports, per method, whether each check finds "
                     "it ignoring later layers.")
-    parser.add_argument("command", choices=COMMANDS, help="experiment to run ('all': every one)")
+    parser.add_argument("command", choices=COMMANDS,
+                        help="experiment to run ('all': every one; 'csc-training': CSC at cifar_net's conv1 for "
+                             "each training length of --epochs, the control behind report.md's explanations)")
     parser.add_argument("--model", default="cifar_net", choices=sorted(DATASETS_OF),
                         help="the paper's networks (cifar_net: appendix D; vgg16; resnet50) or the thesis' "
                              "lstm_classifier (default cifar_net)")
