@@ -26,18 +26,20 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from keras_xai.kinds import Kind
+from keras_xai.lstm_operation import GATES
 from keras_xai.rules import NO_CONTEXT, Rule, reference_of
 
 
-def _secant(function, z, z0, near_zero: float):
-    """``(f(z) - f(z0)) / (z - z0)``, or ``f'(z0)`` where ``|z - z0| < near_zero``."""
+def _secant(function, z, z0, y, y0, near_zero: float):
+    """``(y - y0) / (z - z0)`` for ``y = f(z)``, ``y0 = f(z0)`` (already computed), or ``f'(z0)`` where
+    ``|z - z0| < near_zero``."""
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(z0)
         at_reference = function(z0)
     derivative = tape.gradient(at_reference, z0)  # elementwise functions: the diagonal of the Jacobian
     delta = z - z0
     small = tf.abs(delta) < near_zero
-    return tf.where(small, derivative, (function(z) - at_reference) / tf.where(small, tf.ones_like(delta), delta))
+    return tf.where(small, derivative, (y - y0) / tf.where(small, tf.ones_like(delta), delta))
 
 
 def _mean(a, a0):
@@ -76,8 +78,10 @@ class DeepLiftLSTMRule(Rule):
             gate, gate0 = states.gates[t], at_reference.gates[t]
             c, c0 = states.c[t], at_reference.c[t]
             # h_t = o_t tanh(c_t)
-            on_o = on_h * _mean(activation(c), activation(c0))
-            on_c = on_h * _mean(gate["o"], gate0["o"]) * _secant(activation, c, c0, self.near_zero)
+            squashed, squashed0 = activation(c), activation(c0)
+            on_o = on_h * _mean(squashed, squashed0)
+            on_c = on_h * _mean(gate["o"], gate0["o"]) * _secant(activation, c, c0, squashed, squashed0,
+                                                                 self.near_zero)
             if on_c_before is not None:
                 on_c = on_c + on_c_before
             # c_t = f_t c_{t-1} + i_t g_t
@@ -86,9 +90,10 @@ class DeepLiftLSTMRule(Rule):
             on_g = on_c * _mean(gate["i"], gate0["i"])
             on_c_before = on_c * _mean(gate["f"], gate0["f"])
             z, z0 = tf.split(states.z[t], 4, axis=1), tf.split(at_reference.z[t], 4, axis=1)
-            functions = (gate_activation, gate_activation, activation, gate_activation)  # i, f, g, o
-            on_z = tf.concat([m * _secant(function, a, a0, self.near_zero)
-                              for m, function, a, a0 in zip((on_i, on_f, on_g, on_o), functions, z, z0)], axis=1)
+            functions = (gate_activation, gate_activation, activation, gate_activation)
+            on_z = tf.concat([m * _secant(function, a, a0, gate[name], gate0[name], self.near_zero)
+                              for m, function, a, a0, name in zip((on_i, on_f, on_g, on_o), functions, z, z0, GATES)],
+                             axis=1)
             at_x[t] = tf.matmul(on_z, kernel, transpose_b=True)
             on_h_before = tf.matmul(on_z, recurrent_kernel, transpose_b=True)
         multipliers = tf.stack(at_x, axis=1)

@@ -232,17 +232,16 @@ def run_csc_training(args, out: Path) -> None:
                               f"appendix-D net on {args.dataset}, {sweep.n_images} images")
 
 
+#: Commands that need no set-up of the run's model: the simulation has none, csc-training one per training length.
+OWN_SETUP = {"simulate": run_simulation, "csc-training": run_csc_training}
+
+
 def run(args, out: Path) -> int:
     """Run ``args.command`` (every experiment for "all") into ``out``; 0, or 2 for a --patterns file that does not fit."""
     notes = list(PAPER_NOTES)
-    if args.command == "csc-training":  # one set-up per training length, built by the sweep itself
-        run_csc_training(args, out)
-        path = report.write_report(out, "When Explanations Lie: claims and our measurements", notes)
-        print(f"wrote results, figures and {path}")
-        return 0
     on_lstm = args.model == "lstm_classifier"
     commands = (LSTM_EXPERIMENTS if on_lstm else EXPERIMENTS) if args.command == "all" else (args.command,)
-    if commands != ("simulate",):
+    if not set(commands) <= OWN_SETUP.keys():
         if args.model in ("vgg16", "resnet50") and args.weights is None:
             args.weights = "imagenet"
         specs, missing = methods.available(methods.by_label(list(args.methods) if args.methods else None,
@@ -283,8 +282,8 @@ def run(args, out: Path) -> int:
                "two-classes": run_two_classes, "pattern-svd": run_pattern_svd}
     for command in commands:
         print(f"== {command}", flush=True)
-        if command == "simulate":
-            run_simulation(args, out)
+        if command in OWN_SETUP:
+            OWN_SETUP[command](args, out)
         else:
             runners[command](setup, specs, args, out)
     if on_lstm:

@@ -50,6 +50,7 @@ def csc_over_training(specs, epochs: Sequence[int] = DEFAULT_EPOCHS, dataset: st
     summaries = {spec.label: [] for spec in specs}
     fine, accuracies, provenance = [], [], []
     test = data.mnist().test if dataset == "mnist" else data.cifar10(data_dir).test
+    test_images = training.images_to_float(test.images)  # once: every training length is measured on them
     for count in epochs:
         log(f"-- {count} epoch(s) of training")
         setup = build_setup("cifar_net", dataset, n_images, seed, data_dir=data_dir, n_fit=n_fit if needs_fit else 0,
@@ -64,7 +65,7 @@ def csc_over_training(specs, epochs: Sequence[int] = DEFAULT_EPOCHS, dataset: st
         fine.append(result.fine[:, 0, at_layer])
         for spec in specs:
             summaries[spec.label].append(result.summary(spec.label, injection)[layer])
-        accuracies.append(training.accuracy(setup.model, training.images_to_float(test.images), test.labels))
+        accuracies.append(training.accuracy(setup.model, test_images, test.labels))
         provenance.append({"epochs": int(count), "model": setup.description, **setup.provenance})
     return TrainingSweep(list(map(int, epochs)), [spec.label for spec in specs], injection, layer, summaries,
                          np.stack(fine), accuracies, provenance, result.n_images)

@@ -314,6 +314,17 @@ def _time_step_lines(csc) -> list:
             "abs(cos): " + "; ".join(parts) + ".", ""]
 
 
+def _write_with_provenance_and_notes(folder: Path, lines: list, notes) -> Path:
+    """``report.md``: ``lines``, then the weights and data of every experiment, then the notes."""
+    lines = lines + provenance_lines(folder)
+    notes = list(notes or []) + undefined_notes(folder)
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    path = folder / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
 def write_lstm_report(folder, title: str, notes: list | None = None) -> Path:
     """``report.md`` of the sanity checks on the LSTM classifier: per method, what each check measured and
     whether it finds the method ignoring later layers, by the paper's thresholds fixed here beforehand."""
@@ -335,13 +346,7 @@ def write_lstm_report(folder, title: str, notes: list | None = None) -> Path:
                                      "csc_time_steps_lstm2.png", "two_classes.png") if (folder / name).exists()]
         lines += ["Figures: " + ", ".join(f"[{name}]({name})" for name in figures) + "; numbers per image in "
                   "random_logit.csv, cascading.csv, csc_medians.csv and csc_time_steps.csv.", ""]
-    lines += provenance_lines(folder)
-    notes = list(notes or []) + undefined_notes(folder)
-    if notes:
-        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
-    path = folder / "report.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
+    return _write_with_provenance_and_notes(folder, lines, notes)
 
 
 def write_report(folder, title: str, notes: list | None = None) -> Path:
@@ -356,10 +361,4 @@ def write_report(folder, title: str, notes: list | None = None) -> Path:
     if not claims:
         lines.append("| - | no experiment results in this folder yet | | | | |")
     lines += ["", f"{sum(c.reproduced is True for c in claims)} of {len(claims)} claims reproduced.", ""]
-    lines += provenance_lines(folder)
-    notes = list(notes or []) + undefined_notes(folder)
-    if notes:
-        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
-    path = folder / "report.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
+    return _write_with_provenance_and_notes(folder, lines, notes)
